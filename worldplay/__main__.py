@@ -1,0 +1,3 @@
+from worldplay.cli import main
+
+raise SystemExit(main())

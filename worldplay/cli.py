@@ -1,0 +1,64 @@
+"""`worldplay play|record|bench|eval|train|world|download|info`.
+
+Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`;
+this file only wires them up and turns `WorldplayError` into a one-line message (exit 2).
+Modules are imported lazily so `worldplay --help` stays fast and one broken feature cannot
+take the others down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from worldplay.errors import WorldplayError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "play": ("worldplay.client.play_cmd", "walk a world in a window (WASD + mouse)"),
+    "record": ("worldplay.client.record_cmd", "record a scripted walk to an H.264 mp4, headless"),
+    "bench": ("worldplay.bench", "measure frames/s and per-stage timings, print and write JSON"),
+    "eval": ("worldplay.eval.cli", "run the evaluation protocol (the paper's table) on a frame source"),
+    "train": ("worldplay.train.cli", "train the VAE / teacher / causal student (resumable, time-boxed)"),
+    "world": ("worldplay.world.cli", "MosaicWorld scenes and datasets (`world make`, `world show`)"),
+    "download": ("worldplay.checkpoints_cmd", "fetch a checkpoint listed in checkpoints.toml from its hub"),
+    "info": ("worldplay.info", "versions, device, and whether CUDA/Triton are usable"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="worldplay", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (mod, help_) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(_module=mod)
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+            sp.set_defaults(_missing=True)
+            continue
+        module.add_arguments(sp)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if getattr(args, "_missing", False):
+        print(f"worldplay {args.command}: not built yet (this feature lands in a later release)",
+              file=sys.stderr)
+        return 2
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except WorldplayError as e:
+        print(f"worldplay {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"worldplay {args.command}: interrupted", file=sys.stderr)
+        return 130

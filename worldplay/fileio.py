@@ -1,0 +1,62 @@
+"""Atomic file writes for everything the user keeps (recordings, sessions, checkpoints).
+
+Write to a temp file in the same directory, fsync, then rename over the target: a crash,
+Ctrl-C or a full disk leaves either the old file or the new one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from worldplay.errors import WorldplayError
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail early, with a clear message, if `path` cannot be written (before any work is done)."""
+    p = Path(path).expanduser()
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists():
+        raise WorldplayError(f"output folder {parent} does not exist; create it or pick another --out")
+    if not os.access(parent, os.W_OK):
+        raise WorldplayError(f"output folder {parent} is not writable; pick another --out")
+    if p.is_dir():
+        raise WorldplayError(f"{p} is a folder; give a file name such as {p / 'out.mp4'}")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temp path next to `path`; on clean exit it replaces `path` atomically.
+
+    On an exception the temp file is removed and the exception propagates (the existing
+    `path`, if any, is untouched). `suffix` keeps the extension so format sniffers (PyAV) work.
+    """
+    p = check_writable(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix or p.suffix or ".tmp",
+                               dir=p.parent if str(p.parent) else ".")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, p)
+    except OSError as e:
+        tmp_path.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise WorldplayError(f"disk full while writing {p}; free space and try again "
+                                 f"(the previous {p.name}, if any, is untouched)") from e
+        raise
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
