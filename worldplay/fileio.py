@@ -45,6 +45,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, final_mode(p))
         os.replace(tmp_path, p)
     except OSError as e:
         tmp_path.unlink(missing_ok=True)
@@ -55,6 +56,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def final_mode(p: Path) -> int:
+    """mkstemp makes owner-only files; give the result the mode a plain open() would
+    (the existing file's mode, else 0o666 minus the umask)."""
+    if p.exists():
+        return p.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

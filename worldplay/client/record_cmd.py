@@ -1,0 +1,102 @@
+"""`worldplay record`: render a scripted walk through a world to an H.264 mp4, headless.
+
+    worldplay record --source world --scene 7 --prompt "desert dusk pillars" \\
+        --path orbit --seconds 10 --out walk.mp4
+
+Everything is checked before the first frame is rendered (path name or file, output folder,
+scene words, device), so a typo costs a second, not a render. Ctrl-C keeps a playable mp4 of
+the frames recorded so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from worldplay.config import ImageConfig
+from worldplay.errors import WorldplayError
+
+DEFAULT_SECONDS = 10.0   # a named path with no --seconds: long enough to close an orbit or loop
+MAX_FPS = 120.0          # beyond this the request is a typo, not a frame rate
+EXIT_INTERRUPTED = 130   # shell convention for Ctrl-C
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", default="world", help="frame source: world (the ray-cast ground truth)")
+    p.add_argument("--model", default=None, metavar="NAME", help="model checkpoint to generate with (later release)")
+    p.add_argument("--scene", type=int, default=0, metavar="SEED", help="scene seed (default 0)")
+    p.add_argument("--prompt", default=None, help='scene words, e.g. "desert dusk pillars"')
+    p.add_argument("--path", default="orbit", metavar="PATH",
+                   help="orbit, loop, out-and-back, figure-eight, random-walk, look-away, or a .json path file")
+    p.add_argument("--seconds", type=float, default=None,
+                   help=f"length (default {DEFAULT_SECONDS:g} s; a path file's own length)")
+    p.add_argument("--out", required=True, help="output .mp4 file (written atomically)")
+    p.add_argument("--fps", type=float, default=ImageConfig.fps, help="frames per second of the video")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+
+
+def _validate(args) -> tuple:
+    """Everything that can fail before rendering: (source, trajectory, out path)."""
+    from worldplay.client.sources import make_source, resolve_device  # noqa: PLC0415
+    from worldplay.fileio import check_writable  # noqa: PLC0415
+    from worldplay.world.scene import make_scene  # noqa: PLC0415
+    from worldplay.world.trajectories import resolve_path  # noqa: PLC0415
+
+    if args.model is not None:
+        raise WorldplayError("model sources land with the model release; use --source world")
+    if not 1 <= args.fps <= MAX_FPS:
+        raise WorldplayError(f"--fps {args.fps:g} is out of range; use 1..{MAX_FPS:g} (default 16)")
+    if args.seconds is not None and not args.seconds > 0:
+        raise WorldplayError(f"--seconds must be > 0 (got {args.seconds:g})")
+    out = check_writable(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise WorldplayError(f"--out {out} must end in .mp4 (the recorder writes H.264 mp4)")
+    device = resolve_device(args.device)
+    seconds = args.seconds
+    if seconds is None and not args.path.lower().endswith(".json"):
+        seconds = DEFAULT_SECONDS
+    n = None if seconds is None else max(1, round(seconds * args.fps))
+    # Trajectories need only the scene's geometry (10 ms to build); this also checks the words.
+    scene = make_scene(args.scene, args.prompt)
+    traj = resolve_path(args.path, scene, n, args.fps, args.scene, with_revisits=False)
+    source = make_source(args.source, args.scene, args.prompt, device)
+    return source, traj, out
+
+
+def _render(source, traj, out, fps: float, progress: bool) -> tuple[int, float, bool]:
+    """Render `traj` through `source` into `out`: (frames written, seconds, interrupted).
+    On Ctrl-C the recorder finalises the frames it has, so the file is still playable."""
+    import torch  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from worldplay.client.recorder import Mp4Recorder  # noqa: PLC0415
+
+    n, chunk, image = len(traj), max(1, int(source.chunk)), ImageConfig()
+    start = time.perf_counter()
+    rec = Mp4Recorder(out, fps=fps, width=image.width, height=image.height)
+    try:
+        with rec, tqdm(total=n, unit="frame", file=sys.stderr, disable=not progress, desc="record") as bar:
+            for i in range(0, n, chunk):
+                idx = torch.arange(i, i + chunk).clamp(max=n - 1)   # a short last chunk repeats the final pose
+                frames = source.frames(traj.c2w[idx], traj.times[idx])[: n - i]
+                for f in frames:
+                    rec.write(f.rgb)
+                bar.update(len(frames))
+    except KeyboardInterrupt:
+        return rec.frames_written, time.perf_counter() - start, True
+    return rec.frames_written, time.perf_counter() - start, False
+
+
+def run(args) -> int:
+    source, traj, out = _validate(args)
+    done, secs, interrupted = _render(source, traj, out, args.fps, not args.no_progress)
+    if interrupted:
+        msg = (f"interrupted: kept a playable {out} with the first {done} of {len(traj)} frames "
+               f"({done / args.fps:.1f} s)" if done else f"interrupted before the first frame; {out} was not written")
+        print(f"worldplay record: {msg}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"recorded {done} frames ({done / args.fps:.1f} s at {args.fps:g} fps) of path {traj.name} "
+          f"from source {source.name} to {out}; rendered at {done / max(secs, 1e-9):.1f} frames/s")
+    return 0
