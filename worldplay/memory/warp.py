@@ -1,0 +1,65 @@
+"""Warped Latent: splat memory features into a target view's grid, nearest surface wins per cell.
+
+The canvas (D, h, w) plus its validity mask (1, h, w) is what the DiT concatenates to its noisy
+latent's channels, so the model starts each frame from what memory says is there. With the
+token grid (tiny: 12x20) every cell receives one whole token feature; the streamer unpacks it
+to the latent grid with its own patch layout. The same splat, over colour features, is the
+client's "memory only" view (see rgb.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from worldplay.errors import WorldplayError
+from worldplay.memory.config import MemoryConfig
+from worldplay.memory.splat import as_targets, project_candidates, zbuffer
+from worldplay.memory.store import EntryStore
+
+
+def splat_view(store: EntryStore, cfg: MemoryConfig, c2w: Tensor, K: Tensor, grid: tuple[int, int],
+               ids: Tensor | None = None, min_age: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Entry id (h*w,) shown in each cell of one view (-1: empty) and its depth (h*w,) (+inf)."""
+    c2w, K = as_targets(c2w, K)
+    if c2w.shape[0] != 1:
+        raise WorldplayError(f"memory: warp_canvas takes one target pose (4, 4), got {c2w.shape[0]}")
+    h, w = grid
+    if h < 1 or w < 1:
+        raise WorldplayError(f"memory: warp grid must be positive (h, w), got {grid}")
+    if ids is not None:
+        ids = ids[(ids >= 0) & (ids < store.n_used)].to(store.device)    # padding rows are -1
+    c = project_candidates(store, cfg, c2w, K, grid, min_age, subset=ids)
+    n_cells = h * w
+    if len(c) == 0:
+        return (torch.full((n_cells,), -1, dtype=torch.long, device=store.device),
+                torch.full((n_cells,), float("inf"), device=store.device))
+    zmin, best = zbuffer(c, 1, grid, cfg.max_footprint, want_winner=True)  # (h*w,) each
+    shown = torch.where(best >= 0, c.ids[best.clamp_min(0)], best)
+    return shown, zmin
+
+
+def warp_canvas(store: EntryStore, cfg: MemoryConfig, c2w: Tensor, K: Tensor,
+                grid: tuple[int, int] | None = None, ids: Tensor | None = None,
+                min_age: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Canvas (D, h, w) float32 of the nearest memory feature per cell, and mask (1, h, w) float32.
+
+    grid defaults to the token grid; ids restricts the splat to those entries (e.g. the ones
+    retrieve() returned) instead of all of memory.
+    """
+    h, w = grid or cfg.grid_hw
+    shown, _ = splat_view(store, cfg, c2w, K, (h, w), ids, min_age)
+    hit = shown >= 0
+    canvas = torch.zeros(h * w, cfg.feature_dim, device=store.device)
+    canvas[hit] = store.feat[shown[hit]].float()
+    canvas = canvas.T.reshape(cfg.feature_dim, h, w)                        # (D, h, w)
+    mask = hit.float().reshape(1, h, w)                                     # (1, h, w)
+    return canvas, mask
+
+
+def depth_canvas(store: EntryStore, cfg: MemoryConfig, c2w: Tensor, K: Tensor,
+                 grid: tuple[int, int] | None = None) -> Tensor:
+    """Depth (h, w) of the nearest memory surface per cell (+inf where memory has nothing)."""
+    h, w = grid or cfg.grid_hw
+    _, zmin = splat_view(store, cfg, c2w, K, (h, w))
+    return zmin.reshape(h, w)
