@@ -16,13 +16,7 @@ K = intrinsics()
 EYE = 1.6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Memory ops are many small tensor ops; on a busy 2-core box thread hand-offs dominate them."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_cfg(**kw) -> MemoryConfig:

@@ -14,12 +14,7 @@ K = intrinsics()
 EYE = 1.6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def facing(z: float = 0.0, x: float = 0.0) -> torch.Tensor:

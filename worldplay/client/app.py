@@ -26,6 +26,7 @@ from worldplay.client.booth import BOOTH_DISABLED, Booth  # noqa: E402
 from worldplay.client.capture import Capture  # noqa: E402
 from worldplay.client.hud import FpsMeter, Hud  # noqa: E402
 from worldplay.client.input import InputMapper, control_rows  # noqa: E402
+from worldplay.client.memory_ui import MemoryUi  # noqa: E402
 from worldplay.client.source import FrameSource  # noqa: E402
 from worldplay.config import ClientConfig, ControlsConfig, ImageConfig  # noqa: E402
 from worldplay.controls import CameraState, FirstPersonCamera, InputFrame  # noqa: E402
@@ -90,6 +91,7 @@ class App:
         self._single = self._force_frame = self._want_shot = False
         self._activity = False       # any input this tick (booth idle timer)
         self.last_screenshot = None
+        self.memory_ui = MemoryUi(source, image, client, self._say, booth=booth)   # M, E, F6 / F7
 
     # --- setup ------------------------------------------------------------------------------
     def _init_display(self) -> None:
@@ -153,6 +155,8 @@ class App:
     def _do(self, action: str) -> None:
         if self.booth is not None and action in BOOTH_DISABLED:
             return
+        if self.memory_ui.do(action, self.frame):
+            return
         if action == "quit":
             self.running = False
         elif action == "escape":
@@ -212,6 +216,7 @@ class App:
 
     def _restart(self, start: CameraState) -> None:
         self.camera.reset(start)
+        self.memory_ui.reset()
         self.queue.clear()
         self.sim_t = self._since_frame = 0.0
         self._force_frame = True
@@ -268,6 +273,7 @@ class App:
             self._pull(inp)
         self.frame = self.queue.popleft()
         self._rgb = self.frame.rgb.detach().cpu().numpy()     # (H, W, 3) uint8
+        self.memory_ui.observe(self.frame)
         self._surf = None
         self.frames_shown += 1
         self.fps_meter.tick()
@@ -304,7 +310,7 @@ class App:
                  f"yaw {math.degrees(s.yaw):+4.0f}\u00b0  pitch {math.degrees(s.pitch):+3.0f}\u00b0",
                  f"scene {self.seed}" + (f": {words}" if words else "")]
         lines += [f"{k}: {v}" for k, v in (self.source.hud() or {}).items() if k not in HUD_OWN_KEYS]
-        return lines
+        return lines + self.memory_ui.hud_lines()
 
     def _frame_surface(self) -> pygame.Surface:
         if self._surf is None:
@@ -319,6 +325,7 @@ class App:
             c.fill((0, 0, 0))
         else:
             c.blit(self._frame_surface(), (0, 0))
+        self.memory_ui.draw(c, self.frame, self.camera.c2w())
         if self.show_hud:
             self.hud.draw_stats(c, self.hud_lines())
         if self.capture.recording:

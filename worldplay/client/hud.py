@@ -137,3 +137,10 @@ class Hud:
         rect.midbottom = (surf.get_width() // 2, surf.get_height())
         self._panel(surf, rect)
         surf.blit(r, (rect.x + pad, rect.y + pad))
+
+
+def memory_line(stats: dict) -> str:
+    """One HUD line from `MosaicMemory.stats()`: fill level, size and how much was evicted."""
+    used = stats["entries"] / max(stats["capacity"], 1)
+    return (f"memory {stats['entries']}/{stats['capacity']} ({100 * used:.0f}%)  "
+            f"{stats['mb']:.0f} MB  evicted {stats['evicted']}")

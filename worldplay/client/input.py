@@ -4,7 +4,8 @@
 list is printed at start and shown by the F1 overlay, so the help can never drift from
 what the keys do. Keys are tracked from KEYDOWN/KEYUP events (not `key.get_pressed`) so
 synthetic events drive the client exactly like a keyboard does, which is what tests use.
-Tab, M, E, X and V are reserved for the memory view and edit mode; do not bind them here.
+The memory controls (minimap, edit mode, save / load) live in `MEMORY_CONTROLS`, apart from
+the movement and app controls, and are listed and bound the same way; Tab stays reserved.
 """
 
 from __future__ import annotations
@@ -48,11 +49,21 @@ CONTROLS: tuple[Control, ...] = (
     Control("Esc", "release the mouse; again: quit (not in booth mode)", "action", (pygame.K_ESCAPE,), "escape"),
 )
 
+MEMORY_CONTROLS: tuple[Control, ...] = (
+    Control("M", "memory map (top-down minimap) on / off", "action", (pygame.K_m,), "memory_view"),
+    Control("E", "edit mode: crosshair, memory frozen", "action", (pygame.K_e,), "edit"),
+    Control("X", "edit: erase memory around the crosshair", "action", (pygame.K_x,), "erase"),
+    Control("Y", "edit: copy memory around the crosshair", "action", (pygame.K_y,), "copy"),
+    Control("V", "edit: paste the copy at the crosshair", "action", (pygame.K_v,), "paste"),
+    Control("F6", "save the memory to a file (recording folder)", "action", (pygame.K_F6,), "memory_save"),
+    Control("F7", "load the last saved memory", "action", (pygame.K_F7,), "memory_load"),
+)
+
 # Each keycode maps to exactly one control; a duplicate would make one of them dead.
 _AXIS_KEYS: dict[int, tuple[str, float]] = {}
 _HOLD_KEYS: dict[int, str] = {}
 _ACTION_KEYS: dict[int, str] = {}
-for _c in CONTROLS:
+for _c in CONTROLS + MEMORY_CONTROLS:
     if _c.kind == "axis":
         _AXIS_KEYS[_c.codes[0]] = (_c.name, 1.0)
         _AXIS_KEYS[_c.codes[1]] = (_c.name, -1.0)
@@ -68,10 +79,11 @@ _MODIFIERS = {"ctrl": (pygame.KMOD_CTRL, (pygame.K_LCTRL, pygame.K_RCTRL)),
 
 
 def control_rows(quit_combo: str = "ctrl+shift+q") -> list[tuple[str, str]]:
-    """(keys, what) rows for the help: `CONTROLS` plus the configured quit combo."""
+    """(keys, what) rows for the help: `CONTROLS`, `MEMORY_CONTROLS` and the configured quit combo."""
     combo = "+".join(p.strip().capitalize() if len(p.strip()) > 1 else p.strip().upper()
                      for p in quit_combo.split("+"))
-    return [(c.label, c.what) for c in CONTROLS] + [(combo, "quit (also in booth mode)")]
+    rows = [(c.label, c.what) for c in CONTROLS + MEMORY_CONTROLS]
+    return rows + [(combo, "quit (also in booth mode)")]
 
 
 def controls_text(quit_combo: str = "ctrl+shift+q", booth: bool = False) -> str:

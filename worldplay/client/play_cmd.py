@@ -21,7 +21,13 @@ SCALES = (1, 2)           # window = 640x360 times this
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="world",
-                   help="frame source: world (the procedural renderer; default)")
+                   help="frame source: world (the procedural renderer; default) or memory "
+                        "(only what the mosaic memory reprojects: unseen places are black)")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="generate with this model instead of --source: a checkpoints.toml name "
+                        "(e.g. tiny-random) or a .safetensors checkpoint")
+    p.add_argument("--session", default=None, metavar="FILE",
+                   help="resume a saved session file (with --model: the model it was saved with)")
     p.add_argument("--scene", type=int, default=0, metavar="SEED", help="scene seed (default 0)")
     p.add_argument("--prompt", nargs="+", metavar="WORD",
                    help="scene words, e.g. --prompt red brick courtyard (default: picked from the seed)")
@@ -62,6 +68,9 @@ def _validate(args: argparse.Namespace) -> None:
         raise WorldplayError(f"--idle-seconds {args.idle_seconds:g} must be > 0")
     if args.record is not None and not args.record.lower().endswith(".mp4"):
         raise WorldplayError(f"--record {args.record}: give a file name ending in .mp4")
+    if args.session is not None and args.model is None:
+        raise WorldplayError(f"--session {args.session}: sessions resume a model; add --model NAME "
+                             f"(the model the session was saved with)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +96,13 @@ def run(args: argparse.Namespace) -> int:
                           booth_idle_seconds=args.idle_seconds or base.booth_idle_seconds)
     controls = ControlsConfig(mouse_sensitivity=ControlsConfig.mouse_sensitivity * args.sensitivity,
                               invert_y=args.invert_y)
-    source = make_source(args.source, args.scene, prompt, args.device)
+    if args.model is not None:
+        from worldplay.stream.model_source import ModelSource
+        source = ModelSource(args.model, args.scene, prompt, args.device)
+        if args.session is not None:
+            source.load(args.session)
+    else:
+        source = make_source(args.source, args.scene, prompt, args.device)
     seconds = args.seconds if args.seconds is not None or not args.headless else HEADLESS_SECONDS
     print(controls_text(client.booth_quit_combo, booth=args.booth))
     t0 = time.perf_counter()

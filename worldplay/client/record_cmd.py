@@ -24,7 +24,9 @@ EXIT_INTERRUPTED = 130   # shell convention for Ctrl-C
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="world", help="frame source: world (the ray-cast ground truth)")
-    p.add_argument("--model", default=None, metavar="NAME", help="model checkpoint to generate with (later release)")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="generate with this model instead of --source: a checkpoints.toml name "
+                        "(e.g. tiny-random) or a .safetensors checkpoint")
     p.add_argument("--scene", type=int, default=0, metavar="SEED", help="scene seed (default 0)")
     p.add_argument("--prompt", default=None, help='scene words, e.g. "desert dusk pillars"')
     p.add_argument("--path", default="orbit", metavar="PATH",
@@ -44,8 +46,6 @@ def _validate(args) -> tuple:
     from worldplay.world.scene import make_scene  # noqa: PLC0415
     from worldplay.world.trajectories import resolve_path  # noqa: PLC0415
 
-    if args.model is not None:
-        raise WorldplayError("model sources land with the model release; use --source world")
     if not 1 <= args.fps <= MAX_FPS:
         raise WorldplayError(f"--fps {args.fps:g} is out of range; use 1..{MAX_FPS:g} (default 16)")
     if args.seconds is not None and not args.seconds > 0:
@@ -61,7 +61,11 @@ def _validate(args) -> tuple:
     # Trajectories need only the scene's geometry (10 ms to build); this also checks the words.
     scene = make_scene(args.scene, args.prompt)
     traj = resolve_path(args.path, scene, n, args.fps, args.scene, with_revisits=False)
-    source = make_source(args.source, args.scene, args.prompt, device)
+    if args.model is not None:
+        from worldplay.stream.model_source import ModelSource  # noqa: PLC0415
+        source = ModelSource(args.model, args.scene, args.prompt, device, lookahead=True)
+    else:
+        source = make_source(args.source, args.scene, args.prompt, device)
     return source, traj, out
 
 
@@ -78,9 +82,13 @@ def _render(source, traj, out, fps: float, progress: bool) -> tuple[int, float, 
     rec = Mp4Recorder(out, fps=fps, width=image.width, height=image.height)
     try:
         with rec, tqdm(total=n, unit="frame", file=sys.stderr, disable=not progress, desc="record") as bar:
+            prefetch = getattr(source, "prefetch", None)   # sources that generate the next chunk meanwhile
             for i in range(0, n, chunk):
                 idx = torch.arange(i, i + chunk).clamp(max=n - 1)   # a short last chunk repeats the final pose
                 frames = source.frames(traj.c2w[idx], traj.times[idx])[: n - i]
+                if prefetch is not None and i + chunk < n:
+                    nxt = torch.arange(i + chunk, i + 2 * chunk).clamp(max=n - 1)
+                    prefetch(traj.c2w[nxt], traj.times[nxt])
                 for f in frames:
                     rec.write(f.rgb)
                 bar.update(len(frames))

@@ -83,9 +83,16 @@ class WorldSource:
                 "source ms": f"{self.ms_per_frame:.0f}"}
 
 
+def _memory_source(seed: int, prompt: str | None, device: str) -> FrameSource:
+    from worldplay.client.memory_source import MemorySource  # noqa: PLC0415 (imports this module)
+
+    return MemorySource(seed, prompt, device)
+
+
 # name -> factory(seed, prompt, device) -> FrameSource
 SOURCES: dict[str, Callable[[int, str | None, str], FrameSource]] = {
     "world": lambda seed, prompt, device: WorldSource(seed, prompt, device),
+    "memory": _memory_source,
 }
 
 
