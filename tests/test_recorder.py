@@ -150,7 +150,7 @@ def test_record_command_writes_the_right_frames(tmp_path, capsys):
     (["--path", "spiral"], "unknown path 'spiral'"),
     (["--out", "/nonexistent-folder/x.mp4"], "does not exist"),
     (["--prompt", "desert blorp"], "blorp"),
-    (["--model", "tiny"], "model sources land with the model release"),
+    (["--model", "no-such-model"], "unknown model 'no-such-model'"),
     (["--seconds", "0"], "--seconds must be > 0"),
 ])
 def test_record_command_errors_are_one_line_before_rendering(tmp_path, capsys, argv, match):

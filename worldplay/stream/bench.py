@@ -1,0 +1,120 @@
+"""`bench_streamer`: steady-state throughput of the Mosaic Forcing streamer. Prints nothing;
+`worldplay bench --preset NAME` prints and saves what this returns. Never a timed test.
+
+The model has random weights (seeded): cost does not depend on what the weights are. The
+camera orbits a MosaicWorld scene so memory fills and is retrieved as in play. Warm-up runs until
+the KV cache is full (sink + window chunks), so every measured chunk attends over the full
+context; then chunks are generated until `seconds` of measurement have passed (at least
+MIN_CHUNKS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import sys
+import time
+
+import torch
+
+from worldplay.config import ImageConfig
+from worldplay.errors import WorldplayError
+from worldplay.model.dit import DiT, param_count
+from worldplay.model.presets import ModelConfig, get_preset
+from worldplay.model.vae import RGBDVAE
+from worldplay.stream.flops import flops_per_frame
+from worldplay.stream.streamer import MEMORY_MODES, STAGES, Streamer
+from worldplay.world.render import Renderer
+from worldplay.world.scene import make_scene
+from worldplay.world.trajectories import make_trajectory
+
+KERNELS = ("torch", "triton")
+MIN_CHUNKS = 2            # measured chunks, however short `seconds` is (p50 needs some samples)
+PATH_SECONDS = 60.0       # one orbit lap; longer runs go round again
+MB = 2 ** 20
+RSS_UNIT = 1 if sys.platform == "darwin" else 1024   # ru_maxrss is bytes on macOS, KiB on Linux
+
+
+def bench_config(preset: str | ModelConfig, chunk: int | None = None) -> ModelConfig:
+    """The preset, with another chunk length F if asked (the sink stays one chunk)."""
+    cfg = get_preset(preset) if isinstance(preset, str) else preset
+    if chunk is None:
+        return cfg
+    if chunk < 1:
+        raise WorldplayError(f"--chunk {chunk}: frames per chunk must be at least 1")
+    dit = dataclasses.replace(cfg.dit, chunk_frames=chunk, sink_frames=chunk)
+    return dataclasses.replace(cfg, dit=dit)
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    return float(torch.quantile(torch.tensor(xs, dtype=torch.float64), q)) if xs else float("nan")
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / MB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * RSS_UNIT / MB
+
+
+def bench_streamer(preset: str | ModelConfig = "tiny", device: str = "cpu", seconds: float = 20.0,
+                   steps: int | None = None, chunk: int | None = None, memory: str = "full",
+                   kernels: str = "torch", seed: int = 0) -> dict:
+    if memory not in MEMORY_MODES:
+        raise WorldplayError(f"--memory {memory!r}; use one of: {', '.join(MEMORY_MODES)}")
+    if kernels not in KERNELS:
+        raise WorldplayError(f"--kernels {kernels!r}; use one of: {', '.join(KERNELS)}")
+    if kernels == "triton":
+        raise WorldplayError("--kernels triton: the fused Triton attention is not wired into the streamer in "
+                             "this build; use --kernels torch")
+    if steps is not None and steps < 1:
+        raise WorldplayError(f"--steps {steps}: use at least 1 denoising step")
+    cfg = bench_config(preset, chunk)
+    dev = torch.device(device)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32   # what a GPU would serve with
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    dit, vae = DiT(cfg, seed=seed).to(dtype), RGBDVAE(cfg.vae, seed=seed)   # VAE in float32 (see build_streamer)
+    streamer = Streamer(cfg, dit, vae, device=dev, seed=seed, steps=steps, memory_mode=memory)
+    v, Fc = cfg.vae, cfg.dit.chunk_frames
+    scene = make_scene(seed)
+    fps = ImageConfig.fps
+    traj = make_trajectory("orbit", scene, int(PATH_SECONDS * fps), fps, seed, with_revisits=False)
+    first = Renderer(scene, ImageConfig(width=v.width, height=v.height)).render(traj.c2w[0], 0.0)
+    streamer.reset(first, scene.prompt)
+
+    warmup = cfg.dit.sink_chunks + cfg.dit.window_chunks
+    latencies: list[float] = []
+    stage_ms = {s: 0.0 for s in STAGES}
+    mem_tokens = 0
+    measured_s, i = 0.0, 0
+    while i < warmup or len(latencies) < MIN_CHUNKS or measured_s < seconds:
+        idx = torch.arange(i * Fc, (i + 1) * Fc)
+        start = time.perf_counter()
+        streamer.step(traj.c2w[idx % len(traj)], idx.double() / fps)
+        dt = time.perf_counter() - start
+        if i >= warmup:
+            latencies.append(dt)
+            measured_s += dt
+            for s in STAGES:
+                stage_ms[s] += streamer.stats["ms"][s]
+            mem_tokens += streamer.stats["memory_tokens"]
+        i += 1
+    n = len(latencies)
+    flops = flops_per_frame(cfg, steps, memory)
+    label = cfg.label if cfg.labelled_random else f"{cfg.label} (random weights)"
+    res = {"preset": cfg.name, "label": label, "resolution": f"{v.width}x{v.height}",
+           "device": str(dev), "dtype": str(dtype).replace("torch.", ""), "kernels": kernels,
+           "memory": memory, "steps": streamer.schedule.steps, "chunk_frames": Fc,
+           "fps": n * Fc / measured_s,
+           "chunk_latency_p50_ms": _percentile(latencies, 0.5) * 1e3,
+           "chunk_latency_p95_ms": _percentile(latencies, 0.95) * 1e3}
+    res.update({f"ms_{s}": stage_ms[s] / n for s in STAGES})
+    res.update({"peak_memory_mb": _peak_mb(dev), "dit_params": param_count(dit), "vae_params": param_count(vae),
+                "tokens_per_chunk": cfg.tokens_per_chunk, "memory_tokens_per_chunk": mem_tokens / n,
+                "tokens_per_chunk_incl_memory": cfg.tokens_per_chunk + mem_tokens / n,
+                "context_tokens": flops["context_tokens"],
+                "gflops_per_frame": flops["gflops_per_frame"],
+                "dit_gflops_per_frame": flops["dit_gflops_per_frame"],
+                "vae_decode_gflops_per_frame": flops["vae_decode_gflops_per_frame"],
+                "chunks_measured": n, "warmup_chunks": warmup, "seconds_measured": measured_s})
+    return res

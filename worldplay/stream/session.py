@@ -1,0 +1,106 @@
+"""Save and resume a whole streaming session in one safetensors file (session_file.py format).
+
+What a session holds, so that continuing after `load` gives exactly the frames an uninterrupted
+run would have: the mosaic memory (under "memory.", so `MosaicMemory.load` reads the same file),
+the KV cache ("cache."), every generated pose and time, the generator state, the chunk and frame
+counters, the prompt, and - before the first chunk - the TI2V first frame. The JSON header keeps
+the model config and the checkpoint's sha256: a session only resumes on the weights that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+import torch
+
+from worldplay.errors import WorldplayError
+from worldplay.memory.memory import FILE_PREFIX as MEMORY_PREFIX
+from worldplay.session_file import load_session, save_session
+from worldplay.world.frame import Frame
+
+if TYPE_CHECKING:
+    from worldplay.stream.streamer import Streamer
+
+CONTENT = "worldplay-stream"
+CACHE_PREFIX = "cache."
+FIRST_PREFIX = "first."
+FIRST_FIELDS = ("rgb", "depth", "dynamic", "c2w")
+
+
+def weights_sha256(*modules: torch.nn.Module) -> str:
+    """sha256 over the modules' tensors (names, shapes, dtypes, bytes): a fingerprint of the weights."""
+    h = hashlib.sha256()
+    for i, m in enumerate(modules):
+        for name, t in sorted(m.state_dict().items()):
+            t = t.detach().to("cpu").contiguous()
+            h.update(f"{i}.{name}:{t.dtype}:{tuple(t.shape)};".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_streamer(s: "Streamer", path: str | os.PathLike) -> None:
+    tensors = {MEMORY_PREFIX + k: v for k, v in s.memory.state_dict().items()}
+    tensors.update({CACHE_PREFIX + k: v for k, v in s.cache.state_dict().items()})
+    tensors.update({"rng": s.generator.get_state(), "poses": s.poses, "times": s.times,
+                    "prompt_ids": s.prompt_ids})
+    if s.chunk == 0 and s.first is not None:
+        tensors.update({FIRST_PREFIX + f: getattr(s.first, f) for f in FIRST_FIELDS})
+    meta = {"content": CONTENT, "checkpoint_sha256": s.checkpoint_sha,
+            "model": json.loads(json.dumps(asdict(s.cfg))), "seed": s.seed, "chunk": s.chunk, "frame": s.frame, "prompt": s.prompt,
+            "first_t": float(s.first.t) if s.first is not None else None,
+            "steps": s.schedule.steps, "memory_mode": s.memory_mode}
+    save_session(path, tensors, meta)
+
+
+def load_streamer(s: "Streamer", path: str | os.PathLike) -> None:
+    """Resume `s` from `path`. The header (checkpoint, config, settings) is checked before anything
+    changes; a file damaged past that point leaves `s` reset, never half-loaded."""
+    tensors, meta = load_session(path)
+    if meta.get("content") != CONTENT:
+        raise WorldplayError(f"{path}: not a streaming session (it holds {meta.get('content')!r}); "
+                             f"pick a file saved from worldplay play")
+    if meta.get("checkpoint_sha256") != s.checkpoint_sha:
+        raise WorldplayError(f"{path}: session was made with another checkpoint (sha256 "
+                             f"{str(meta.get('checkpoint_sha256'))[:12]}..., this model is {s.checkpoint_sha[:12]}...); "
+                             f"load it with the model it was saved with, or start a new session")
+    mine = json.loads(json.dumps(asdict(s.cfg)))
+    if meta.get("model") != mine:
+        raise WorldplayError(f"{path}: session was saved with model config {meta.get('model', {}).get('name')!r} "
+                             f"that differs from this one; load it with the same model and preset")
+    if meta.get("steps") != s.schedule.steps or meta.get("memory_mode") != s.memory_mode:
+        raise WorldplayError(f"{path}: session used {meta.get('steps')} steps and memory mode "
+                             f"{meta.get('memory_mode')!r}; resume with the same settings (this streamer: "
+                             f"{s.schedule.steps} steps, memory {s.memory_mode!r})")
+    for key in ("rng", "poses", "times", "prompt_ids", CACHE_PREFIX + "chunks_written"):
+        if key not in tensors:
+            raise WorldplayError(f"{path}: session lacks {key!r}; the file is damaged - start a new session")
+    chunk = int(meta["chunk"])
+    if chunk == 0 and FIRST_PREFIX + "rgb" not in tensors:
+        raise WorldplayError(f"{path}: session has no first frame to start from; start a new session")
+    cache = {k[len(CACHE_PREFIX):]: v for k, v in tensors.items() if k.startswith(CACHE_PREFIX)}
+    memory = {k[len(MEMORY_PREFIX):]: v for k, v in tensors.items() if k.startswith(MEMORY_PREFIX)}
+    s._reset_state(meta.get("prompt") or None)
+    try:
+        s.cache.load_state_dict({k: v.to(s.device) for k, v in cache.items()})
+        s.memory.load_state_dict(memory, str(path))
+        s.generator.set_state(tensors["rng"])
+    except (WorldplayError, RuntimeError) as e:
+        s._reset_state(None)
+        raise WorldplayError(f"{path}: {e}") from None
+    s.seed, s.chunk, s.frame = int(meta["seed"]), chunk, int(meta["frame"])
+    s.poses, s.times = tensors["poses"].float(), tensors["times"].double()
+    s.prompt_ids = tensors["prompt_ids"].to(s.device)
+    with torch.no_grad():
+        s.cond = s.dit.condition(s.prompt_ids)
+    s.stats["chunks"] = chunk
+    if chunk == 0:
+        first = Frame(**{f: tensors[FIRST_PREFIX + f] for f in FIRST_FIELDS}, t=float(meta["first_t"]))
+        s.reset(first, meta.get("prompt") or None)   # re-encodes the same frame: nothing else has run
+        s.generator.set_state(tensors["rng"])
+    else:
+        s.first = None          # only chunk 0 reads the first frame
+        s.started = True
