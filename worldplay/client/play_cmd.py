@@ -21,16 +21,20 @@ SCALES = (1, 2)           # window = 640x360 times this
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="world",
-                   help="frame source: world (the procedural renderer; default) or memory "
-                        "(only what the mosaic memory reprojects: unseen places are black)")
+                   help="frame source: world (the procedural renderer; default), memory "
+                        "(only what the mosaic memory reprojects: unseen places are black) or model "
+                        "(the default model of checkpoints.toml)")
     p.add_argument("--model", default=None, metavar="NAME",
                    help="generate with this model instead of --source: a checkpoints.toml name "
                         "(e.g. tiny-random) or a .safetensors checkpoint")
     p.add_argument("--session", default=None, metavar="FILE",
-                   help="resume a saved session file (with --model: the model it was saved with)")
+                   help="resume a saved session file (F6 saves one into sessions/; with --model: "
+                        "the model it was saved with)")
+    p.add_argument("--side-by-side", action="store_true",
+                   help="show ground truth at the same pose beside each frame (B toggles)")
     p.add_argument("--scene", type=int, default=0, metavar="SEED", help="scene seed (default 0)")
     p.add_argument("--prompt", nargs="+", metavar="WORD",
-                   help="scene words, e.g. --prompt red brick courtyard (default: picked from the seed)")
+                   help="scene words, e.g. --prompt desert dusk pillars (default: picked from the seed)")
     p.add_argument("--device", default="cpu", help="torch device for the source: cpu or cuda")
     p.add_argument("--scale", type=int, default=1, choices=SCALES, help="window is 640x360 times this")
     p.add_argument("--fullscreen", action="store_true", help="start fullscreen (F11 toggles)")
@@ -68,7 +72,7 @@ def _validate(args: argparse.Namespace) -> None:
         raise WorldplayError(f"--idle-seconds {args.idle_seconds:g} must be > 0")
     if args.record is not None and not args.record.lower().endswith(".mp4"):
         raise WorldplayError(f"--record {args.record}: give a file name ending in .mp4")
-    if args.session is not None and args.model is None:
+    if args.session is not None and args.model is None and args.source != "model":
         raise WorldplayError(f"--session {args.session}: sessions resume a model; add --model NAME "
                              f"(the model the session was saved with)")
 
@@ -76,7 +80,7 @@ def _validate(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _validate(args)
     if not args.headless and not has_display():
-        from worldplay.client.app import NO_DISPLAY
+        from worldplay.client.window import NO_DISPLAY
         raise WorldplayError(NO_DISPLAY)
     if args.record:
         from worldplay.fileio import check_writable
@@ -87,22 +91,31 @@ def run(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             raise WorldplayError("--device cuda: torch sees no CUDA device here; use --device cpu")
 
-    from worldplay.client.app import App
-    from worldplay.client.input import controls_text
-    from worldplay.client.sources import make_source
+    from worldplay.client.sources import make_source, model_source
 
     base = ClientConfig()
     client = ClientConfig(scale=args.scale, fullscreen=args.fullscreen or args.booth,
-                          booth_idle_seconds=args.idle_seconds or base.booth_idle_seconds)
+                          booth_idle_seconds=args.idle_seconds or base.booth_idle_seconds,
+                          side_by_side=args.side_by_side)
     controls = ControlsConfig(mouse_sensitivity=ControlsConfig.mouse_sensitivity * args.sensitivity,
                               invert_y=args.invert_y)
     if args.model is not None:
-        from worldplay.stream.model_source import ModelSource
-        source = ModelSource(args.model, args.scene, prompt, args.device)
-        if args.session is not None:
-            source.load(args.session)
+        source = model_source(args.model, args.scene, prompt, args.device)
     else:
         source = make_source(args.source, args.scene, prompt, args.device)
+    try:
+        if args.session is not None:
+            source.load(args.session)     # the app starts at the session's last pose
+        return _play(args, source, client, controls, prompt)
+    finally:
+        if hasattr(source, "close"):
+            source.close()                # joins a generation worker
+
+
+def _play(args, source, client: ClientConfig, controls: ControlsConfig, prompt: str | None) -> int:
+    from worldplay.client.app import App
+    from worldplay.client.input import controls_text
+
     seconds = args.seconds if args.seconds is not None or not args.headless else HEADLESS_SECONDS
     print(controls_text(client.booth_quit_combo, booth=args.booth))
     t0 = time.perf_counter()
@@ -112,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
             app.capture.start(args.record)
         app.run(seconds=seconds)
         wall = time.perf_counter() - t0
+        made = getattr(source, "gen_fps", None)
+        rate = f"model {made:.1f} frames/s generated" if made is not None else f"source {app.source_ms:.0f} ms/frame"
         print(f"played {app.frames_shown} frames ({app.sim_t:.1f} s of world time) in {wall:.1f} s "
-              f"({app.frames_shown / max(wall, 1e-9):.1f} frames/s), source {app.source_ms:.0f} ms/frame")
+              f"({app.frames_shown / max(wall, 1e-9):.1f} frames/s), {rate}")
     return 0

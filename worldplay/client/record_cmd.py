@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generate with this model instead of --source: a checkpoints.toml name "
                         "(e.g. tiny-random) or a .safetensors checkpoint")
     p.add_argument("--scene", type=int, default=0, metavar="SEED", help="scene seed (default 0)")
-    p.add_argument("--prompt", default=None, help='scene words, e.g. "desert dusk pillars"')
+    p.add_argument("--prompt", nargs="+", metavar="WORD", default=None,
+                   help="scene words, e.g. --prompt desert dusk pillars (default: picked from the seed)")
     p.add_argument("--path", default="orbit", metavar="PATH",
                    help="orbit, loop, out-and-back, figure-eight, random-walk, look-away, or a .json path file")
     p.add_argument("--seconds", type=float, default=None,
@@ -59,6 +60,8 @@ def _validate(args) -> tuple:
         seconds = DEFAULT_SECONDS
     n = None if seconds is None else max(1, round(seconds * args.fps))
     # Trajectories need only the scene's geometry (10 ms to build); this also checks the words.
+    if isinstance(args.prompt, list):
+        args.prompt = " ".join(args.prompt)
     scene = make_scene(args.scene, args.prompt)
     traj = resolve_path(args.path, scene, n, args.fps, args.scene, with_revisits=False)
     if args.model is not None:

@@ -1,0 +1,84 @@
+"""`worldplay eval --source NAME[,NAME...] [--quick] [--json r.json] [--out DIR]`: the paper's table."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from worldplay.errors import WorldplayError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", default="world",
+                   help="frame source(s) to score, comma-separated: world (ground truth), explicit "
+                        "(reprojection baseline), or a model source; one table row each")
+    p.add_argument("--quick", action="store_true",
+                   help="2 held-out scenes x 2 paths x 64 frames (a few minutes on a laptop CPU)")
+    p.add_argument("--scenes", type=int, default=None, help="override the number of held-out scenes")
+    p.add_argument("--frames", type=int, default=None, help="override frames per trajectory")
+    p.add_argument("--json", default=None, help="also write the results as JSON to this file")
+    p.add_argument("--out", default=None, help="folder for report.md, report.json and strip.png")
+    p.add_argument("--device", default="cpu", help="torch device for sources and ground truth (cpu or cuda)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+
+
+def build_source(name: str, device: str):
+    """A FrameSource by name: the client's registry first, the explicit baseline as fallback."""
+    try:
+        from worldplay.client.sources import make_source  # noqa: PLC0415
+    except ModuleNotFoundError as e:
+        if e.name != "worldplay.client.sources":
+            raise
+        make_source = None
+    if make_source is not None:
+        try:
+            return make_source(name, 0, None, device)
+        except WorldplayError:
+            if name != "explicit":
+                raise
+    if name == "explicit":
+        from worldplay.eval.explicit import ExplicitSource  # noqa: PLC0415
+        return ExplicitSource(0, None, device)
+    raise WorldplayError(f"unknown source {name!r}; use world or explicit (the client's source registry is missing)")
+
+
+def protocol_config(args):
+    from worldplay.eval.protocol import QUICK, ProtocolConfig  # noqa: PLC0415
+    cfg = QUICK if args.quick else ProtocolConfig()
+    if args.scenes is not None:
+        if args.scenes < 1:
+            raise WorldplayError(f"--scenes must be >= 1 (got {args.scenes})")
+        cfg = replace(cfg, scenes=args.scenes)
+    if args.frames is not None:
+        if args.frames < 24:
+            raise WorldplayError(f"--frames must be >= 24 so trajectories can leave and come back (got {args.frames})")
+        cfg = replace(cfg, frames=args.frames)
+    return cfg
+
+
+def run(args) -> int:
+    from worldplay.eval.protocol import protocol_dict, run_protocol  # noqa: PLC0415
+    from worldplay.eval.report import markdown, write_json, write_report  # noqa: PLC0415
+    from worldplay.fileio import check_writable  # noqa: PLC0415
+    names = [s.strip() for s in args.source.split(",") if s.strip()]
+    if not names:
+        raise WorldplayError("--source is empty; give e.g. --source world or --source world,explicit")
+    if args.json:
+        check_writable(args.json)          # fail before minutes of work, not after
+    cfg = protocol_config(args)
+    sources = [build_source(n, args.device) for n in names]   # build all first: a bad name fails fast
+    rows, pairs = [], {}
+    for name, src in zip(names, sources):
+        strip: list = []
+        rows.append(run_protocol(src, cfg, args.device, progress=not args.no_progress, strip=strip))
+        rows[-1]["method"] = name
+        pairs[name] = strip
+    proto = protocol_dict(cfg)
+    print(markdown(rows, proto, args.device))
+    if args.json:
+        print(f"wrote {write_json(args.json, rows, proto, args.device)}")
+    if args.out:
+        for f in write_report(Path(args.out), rows, proto, args.device, pairs):
+            print(f"wrote {f}")
+    return 0
