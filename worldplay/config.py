@@ -39,6 +39,8 @@ class ClientConfig:
     booth_quit_combo: str = "ctrl+shift+q"  # Esc alone must not end a booth session
     screenshot_dir: str = "screenshots"     # relative to the user's current directory
     recording_dir: str = "recordings"       # where the record toggle writes mp4 files
+    session_dir: str = "sessions"           # where F6 saves a model's whole session (F7 loads the newest)
+    side_by_side: bool = False        # start with the frame | ground-truth view (B toggles)
 
 
 @dataclass(frozen=True)

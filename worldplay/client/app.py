@@ -1,11 +1,16 @@
 """The playable client: a flat, short game loop  events -> action -> step -> draw -> tick.
 
-`App` pulls frames from any `FrameSource` (the world renderer now, the model streamer later)
-and never touches torch modules. The camera moves with real time (`dt`), frames are shown
-at the source's rate (ImageConfig.fps) from a small queue, and chunked sources get a chunk of
-future poses at 1/fps spacing. `headless=True` draws into an offscreen Surface with the dummy
+`App` pulls frames from any `FrameSource` (the world renderer, the model streamer) and never
+touches torch modules. The camera moves with real time (`dt`), frames are shown at the
+source's rate (ImageConfig.fps) from a small queue, and chunked sources get a chunk of future
+poses at 1/fps spacing. A source that generates ahead (the model) is fed by pacing.ChunkFeed
+instead: the next chunk generates while this one is shown, frames go up at a steady 1/fps when
+the model keeps up and as soon as they are ready when it does not, and world time moves one
+1/fps step per shown frame. `headless=True` draws into an offscreen Surface with the dummy
 video driver, so the whole loop runs in tests and on machines without a display; headless
-`run` steps exactly 1/fps of world time per tick (an offline render: every frame unique).
+`run` steps exactly 1/fps of world time per tick and waits for every frame (deterministic).
+B shows ground truth beside the frame (side_by_side.py); F6 / F7 save and resume a model's
+whole session (session_keys.py), other sources' memory (memory_ui.py).
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import os
 import sys
 import time
 from collections import deque
-from dataclasses import replace
 
 import torch
 
@@ -24,9 +28,14 @@ import pygame  # noqa: E402
 
 from worldplay.client.booth import BOOTH_DISABLED, Booth  # noqa: E402
 from worldplay.client.capture import Capture  # noqa: E402
-from worldplay.client.hud import FpsMeter, Hud  # noqa: E402
+from worldplay.client.hud import Hud  # noqa: E402
 from worldplay.client.input import InputMapper, control_rows  # noqa: E402
-from worldplay.client.memory_ui import MemoryUi  # noqa: E402
+from worldplay.client.memory_ui import MEMORY_ACTIONS, MemoryUi  # noqa: E402
+from worldplay.client.pacing import ChunkFeed, Pacer, RateMeter, wants_feed  # noqa: E402
+from worldplay.client.pull import DirectPull  # noqa: E402
+from worldplay.client.session_keys import SessionKeys, resume_point  # noqa: E402
+from worldplay.client.side_by_side import SideBySide  # noqa: E402
+from worldplay.client.window import NO_DISPLAY, Window  # noqa: E402, F401 (NO_DISPLAY: kept importable here)
 from worldplay.client.source import FrameSource  # noqa: E402
 from worldplay.config import ClientConfig, ControlsConfig, ImageConfig  # noqa: E402
 from worldplay.controls import CameraState, FirstPersonCamera, InputFrame  # noqa: E402
@@ -35,14 +44,10 @@ from worldplay.world.frame import Frame  # noqa: E402
 
 DISPLAY_FPS_CAP = 60     # window loop rate: mouse look stays smooth while frames come at <= fps
 MAX_DT = 0.5             # s; a stall (window drag, slow chunk) must not teleport the player
-SOURCE_MS_EMA = 0.2      # weight of the newest source timing in the HUD's ms/frame
-WARMUP_PULLS = 2         # source calls shown raw before the ms/frame EMA starts
 ATTRACT_BANNER_Y = 0.8   # invitation sits low so the attract loop's scene stays in view
 HUD_OWN_KEYS = {"source", "scene", "seed", "source ms"}   # the app's own lines show these already
 EPS = 1e-6               # float slack when comparing accumulated time to the frame interval
-NO_DISPLAY = ("no display found (DISPLAY / WAYLAND_DISPLAY unset or unusable); play offscreen "
-              "with `worldplay play --headless --seconds 10 --record out.mp4`, "
-              "or record a scripted walk with `worldplay record`")
+SETTLE_ACTIONS = MEMORY_ACTIONS - {"memory_view"}   # they read or change what generation writes
 
 
 def spawn_state(source) -> CameraState:
@@ -64,19 +69,21 @@ class App:
         self.headless, self.seed, self.prompt = headless, seed, prompt
         self.out = out if out is not None else sys.stdout
         self.interval = 1.0 / image.fps
-        self.size = (image.width * client.scale, image.height * client.scale)
-        self.fullscreen = client.fullscreen or booth
-        self._window = False
+        self.side = SideBySide(source, image, client.side_by_side)
+        self.size = self._canvas_size()
         self.hud = Hud(client.scale)
-        self.screen: pygame.Surface | None = None    # the window's surface, if any
-        self._init_display()
+        self.window = Window(headless, client.fullscreen or booth, self.size,
+                             f"worldplay - {getattr(source, 'name', 'source')}", self.hud.toast)
         self.canvas = pygame.Surface(self.size)      # drawn at 640x360*scale, then shown
         self.mapper = InputMapper(client.booth_quit_combo, grabbed=True)
         self._set_grab(True)
-        self.fps_meter = FpsMeter()
         self.capture = Capture(client.screenshot_dir, client.recording_dir, image.fps)
         self.booth = Booth(client.booth_idle_seconds, image.fps) if booth else None
         self.camera = FirstPersonCamera(controls, spawn_state(source))
+        self.feed = (ChunkFeed(source, self.interval, FirstPersonCamera(controls), ahead=not headless)
+                     if wants_feed(source) else None)
+        self.pacer, self.shown_rate = Pacer(self.interval), RateMeter()
+        self._clock = 0.0            # headless pacing clock: the sum of dt, never the wall
         self.running, self.paused = True, False
         self.show_help, self.show_hud = False, client.show_hud
         self.queue: deque[Frame] = deque()
@@ -86,57 +93,38 @@ class App:
         self.sim_t = 0.0             # world seconds since (re)start
         self._since_frame = 0.0      # world seconds since the shown frame changed
         self.frames_shown = 0
-        self.source_ms = 0.0         # EMA of the source's time per frame
-        self._pulls = 0
+        self.direct = DirectPull(source, self.interval)   # sources that do not generate ahead
         self._single = self._force_frame = self._want_shot = False
         self._activity = False       # any input this tick (booth idle timer)
         self.last_screenshot = None
         self.memory_ui = MemoryUi(source, image, client, self._say, booth=booth)   # M, E, F6 / F7
+        self.sessions = SessionKeys(source, client.session_dir, self._say, self._settle, self._resumed, booth)
+        self._resumed(quiet=True)    # a source resumed before the app starts (play --session)
 
-    # --- setup ------------------------------------------------------------------------------
-    def _init_display(self) -> None:
-        try:
-            if self.headless:
-                if not pygame.display.get_init():
-                    os.environ["SDL_VIDEODRIVER"] = "dummy"    # never needs (or opens) a window
-                pygame.display.init()
-                return
-            pygame.display.init()
-            self._window = True
-            self.screen = self._open_window()
-            pygame.display.set_caption(f"worldplay - {getattr(self.source, 'name', 'source')}")
-        except pygame.error as e:
-            raise WorldplayError(f"{NO_DISPLAY} [{e}]") from e
+    @property
+    def source_ms(self) -> float:
+        """The source's time per frame when pulled directly (0 for a look-ahead source)."""
+        return self.direct.source_ms
 
-    def _open_window(self) -> pygame.Surface:
-        if self.fullscreen:
-            # SCALED keeps the 16:9 canvas (letterboxed) at any monitor resolution; drivers
-            # without a renderer refuse it, and then the game stays windowed.
-            try:
-                surf = pygame.display.set_mode(self.size, pygame.FULLSCREEN | pygame.SCALED)
-                if surf.get_size() == self.size:
-                    return surf
-            except pygame.error:
-                pass
-            self.fullscreen = False
-            self.hud.toast("fullscreen is not available with this video driver")
-        return pygame.display.set_mode(self.size)
+    # --- setup ---------------------------------------------------------------------------
+    @property
+    def screen(self) -> pygame.Surface | None:
+        return self.window.screen
+
+    def _canvas_size(self) -> tuple[int, int]:
+        s = self.client.scale
+        return (self.image.width * s * self.side.width_factor(), self.image.height * s)
 
     def _set_grab(self, on: bool) -> None:
         self.mapper.grabbed = on
-        if self._window:
-            pygame.event.set_grab(on)      # with a hidden cursor SDL sends relative motion
-            pygame.mouse.set_visible(not on)
+        self.window.set_grab(on)
 
     def close(self) -> None:
         """Finalise any recording and close the window (safe to call twice)."""
         path = self.capture.stop()
         if path is not None:
             print(f"recording saved: {path}", file=self.out)
-        if self._window:
-            self._set_grab(False)
-            pygame.display.quit()
-            self._window = False
+        self.window.close()
 
     def __enter__(self) -> "App":
         return self
@@ -155,7 +143,9 @@ class App:
     def _do(self, action: str) -> None:
         if self.booth is not None and action in BOOTH_DISABLED:
             return
-        if self.memory_ui.do(action, self.frame):
+        if self.feed is not None and action in SETTLE_ACTIONS:
+            self.feed.settle()       # finish the chunk in flight first: the outcome never races it
+        if self.sessions.do(action) or self.memory_ui.do(action, self.frame):
             return
         if action == "quit":
             self.running = False
@@ -184,10 +174,10 @@ class App:
             self._want_shot = True          # taken in draw(), of what is then on screen
         elif action == "record":
             self.toggle_recording()
+        elif action == "side_by_side":
+            self.toggle_side_by_side()
         elif action == "fullscreen":
-            self.fullscreen = not self.fullscreen
-            if self._window:
-                self.screen = self._open_window()
+            self.window.toggle_fullscreen()
 
     def _say(self, text: str) -> None:
         print(text, file=self.out)
@@ -202,6 +192,39 @@ class App:
             self._say(f"recording to {self.capture.start()}")
         except WorldplayError as e:    # e.g. unwritable folder: tell the player, keep playing
             self._say(f"cannot record: {e}")
+
+    def toggle_side_by_side(self) -> None:
+        if self.capture.recording:   # an mp4 keeps one frame size from start to end
+            self._say("stop recording (F5) before switching the side-by-side view (B)")
+            return
+        self.side.on = not self.side.on
+        self.size = self._canvas_size()
+        self.canvas = pygame.Surface(self.size)
+        self.window.reopen(self.size)
+        if self.frame is not None:
+            self._rgb, self._surf = self.side.image_of(self.frame), None
+
+    def _settle(self) -> None:
+        if self.feed is not None:
+            self.feed.settle()
+
+    def _resumed(self, quiet: bool = False) -> None:
+        """A session was loaded into the source: go on from its last pose, at its time."""
+        start, t = resume_point(self.source)
+        if start is None:
+            if self.feed is not None:
+                self.feed.reset(self.camera.state)
+            return
+        self.seed = int(getattr(self.source, "seed", self.seed))
+        self.prompt = getattr(self.source, "prompt", self.prompt)
+        self.camera.state = start      # R still goes back to the scene's start
+        if self.feed is not None:
+            self.feed.reset(start, t)
+        if not quiet:
+            self.memory_ui.reset()
+            self.queue.clear()
+            self._force_frame = True
+            self.pacer.reset()
 
     def reset(self) -> None:
         """Back to the start pose of the same scene; the source forgets its history."""
@@ -218,9 +241,12 @@ class App:
         self.camera.reset(start)
         self.memory_ui.reset()
         self.queue.clear()
+        if self.feed is not None:
+            self.feed.reset(self.camera.state)
         self.sim_t = self._since_frame = 0.0
         self._force_frame = True
-        self.fps_meter.reset()
+        self.shown_rate.reset()
+        self.pacer.reset()
 
     # --- step ---------------------------------------------------------------------------------
     def step(self, dt: float, events=None) -> None:
@@ -232,6 +258,9 @@ class App:
         if self.paused and not single:
             if self._force_frame:       # reset / new scene while paused: show the new start
                 self._show_next(inp)
+            return
+        if self.feed is not None:
+            self._step_fed(inp, dt, single)
             return
         dt = self.interval if single else min(dt, MAX_DT)
         self.sim_t += dt
@@ -245,6 +274,28 @@ class App:
             self._show_next(inp)
             # keep the remainder for a steady pace, but never bank more than one frame of lag
             self._since_frame = min(max(self._since_frame - self.interval, 0.0), self.interval)
+        self._record(dt)
+
+    def _step_fed(self, inp: InputFrame, dt: float, single: bool) -> None:
+        """A tick for a look-ahead source: show the next frame when it is due and done."""
+        self.feed.look(inp)
+        self._clock += dt
+        now = self._clock if self.headless else time.perf_counter()
+        if not (single or self._force_frame or self.frame is None or self.pacer.due(now)):
+            return
+        if not (self.headless or single or self.feed.ready(inp, self._attract_path())):
+            return                      # the model is behind: keep drawing, show it when it lands
+        self._show_next(inp)
+        self.pacer.shown(now)
+        self.sim_t += self.interval     # world time is frame time: a slow model slows the world
+        self._record(self.interval)
+
+    def _attract_path(self):
+        if self.booth is None or not self.booth.attract or self.direct.n == 1:
+            return None
+        return self.booth.poses(self.direct.n)                              # (n, 4, 4)
+
+    def _record(self, dt: float) -> None:
         try:
             self.capture.tick(dt, self._rgb)
         except WorldplayError as e:     # e.g. disk full: the player keeps playing, unrecorded
@@ -269,43 +320,26 @@ class App:
 
     def _show_next(self, inp: InputFrame) -> None:
         self._force_frame = False
-        if not self.queue:
-            self._pull(inp)
-        self.frame = self.queue.popleft()
-        self._rgb = self.frame.rgb.detach().cpu().numpy()     # (H, W, 3) uint8
+        if self.feed is not None:
+            self.frame = self.feed.next(inp, self._attract_path())
+            self.camera.state = CameraState.from_c2w(self.frame.c2w.detach().cpu().float())
+        else:
+            if not self.queue:
+                self.queue.extend(self.direct.pull(self.camera, inp, self.sim_t, self._attract_path()))
+            self.frame = self.queue.popleft()
+        self._rgb = self.side.image_of(self.frame)            # (H, W, 3) or (H, 2W, 3) uint8
         self.memory_ui.observe(self.frame)
         self._surf = None
         self.frames_shown += 1
-        self.fps_meter.tick()
-
-    def _pull(self, inp: InputFrame) -> None:
-        n = max(1, int(getattr(self.source, "chunk", 1)))
-        if n == 1:
-            c2w = self.camera.c2w()[None]                                  # (1, 4, 4)
-            times = torch.tensor([self.sim_t], dtype=torch.float32)         # (1,)
-        else:
-            if self.booth is not None and self.booth.attract:
-                c2w = self.booth.poses(n)                                  # (n, 4, 4)
-            else:   # mouse motion is per tick and already applied: only held keys continue
-                c2w = self.camera.rollout(replace(inp, mouse_dx=0.0, mouse_dy=0.0), self.interval, n)
-            times = self.sim_t + self.interval * torch.arange(1, n + 1, dtype=torch.float32)
-        t0 = time.perf_counter()
-        frames = list(self.source.frames(c2w, times))
-        if not frames:
-            raise WorldplayError(f"frame source {self.source.name!r} returned no frames for "
-                                 f"{n} poses; it is broken, try --source world")
-        ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
-        self._pulls += 1
-        # the first call pays one-off warm-up (allocations, caches): let the second replace it
-        self.source_ms = ms if self._pulls <= WARMUP_PULLS else (
-            (1 - SOURCE_MS_EMA) * self.source_ms + SOURCE_MS_EMA * ms)
-        self.queue.extend(frames)
+        self.shown_rate.tick()
 
     # --- draw ---------------------------------------------------------------------------------
     def hud_lines(self) -> list[str]:
         s = self.camera.state
         words = getattr(getattr(self.source, "scene", None), "prompt", None) or self.prompt or ""
-        lines = [f"{self.source.name}   {self.fps_meter.fps:4.1f} FPS   {self.source_ms:5.1f} ms/frame",
+        made = getattr(self.source, "gen_fps", None)     # a model: frames generated per second
+        rate = f"model {made:4.1f} FPS" if made is not None else f"{self.source_ms:5.1f} ms/frame"
+        lines = [f"{self.source.name}   shown {self.shown_rate.rate():4.1f} FPS   {rate}",
                  f"x {s.x:+6.2f}  y {s.y:+5.2f}  z {s.z:+6.2f}   "
                  f"yaw {math.degrees(s.yaw):+4.0f}\u00b0  pitch {math.degrees(s.pitch):+3.0f}\u00b0",
                  f"scene {self.seed}" + (f": {words}" if words else "")]
@@ -325,7 +359,8 @@ class App:
             c.fill((0, 0, 0))
         else:
             c.blit(self._frame_surface(), (0, 0))
-        self.memory_ui.draw(c, self.frame, self.camera.c2w())
+        self.memory_ui.draw(self.side.left(c), self.frame, self.camera.c2w())
+        self.side.draw_labels(c, self.hud)
         if self.show_hud:
             self.hud.draw_stats(c, self.hud_lines())
         if self.capture.recording:
@@ -341,12 +376,7 @@ class App:
             self.last_screenshot = self.capture.screenshot(c)
             self._say(f"screenshot saved: {self.last_screenshot}")
         self.hud.draw_toast(c)
-        if self._window:
-            if self.screen.get_size() == self.size:
-                self.screen.blit(c, (0, 0))
-            else:   # a driver that ignored the requested size: fill the window instead
-                pygame.transform.scale(c, self.screen.get_size(), self.screen)
-            pygame.display.flip()
+        self.window.present(c)
 
     # --- loop ---------------------------------------------------------------------------------
     def run(self, max_frames: int | None = None, seconds: float | None = None) -> None:

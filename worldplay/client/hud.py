@@ -22,28 +22,7 @@ HELP_RGBA = (0, 0, 0, 200)         # darker for the long help list
 TEXT_RGB = (235, 235, 235)
 KEY_RGB = (255, 210, 90)           # key names stand out from their descriptions
 REC_RGB = (230, 40, 40)
-FPS_EMA = 0.1              # weight of the newest sample: steady number, still reacts within ~1 s
 TOAST_SECONDS = 2.5        # how long "saved screenshot ..." stays up
-
-
-class FpsMeter:
-    """Exponential moving average of a rate from wall-clock intervals between events."""
-
-    def __init__(self, alpha: float = FPS_EMA):
-        self.alpha = alpha
-        self.fps = 0.0
-        self._last: float | None = None
-
-    def tick(self, now: float | None = None) -> float:
-        now = time.perf_counter() if now is None else now
-        if self._last is not None and now > self._last:
-            rate = 1.0 / (now - self._last)
-            self.fps = rate if self.fps == 0.0 else (1 - self.alpha) * self.fps + self.alpha * rate
-        self._last = now
-        return self.fps
-
-    def reset(self) -> None:
-        self._last = None
 
 
 class Hud:
@@ -123,6 +102,15 @@ class Hud:
             y = rect.y + pad + i * line
             surf.blit(k, (rect.x + pad, y))
             surf.blit(t, (rect.x + pad + col, y))
+
+    def draw_tag(self, surf: pygame.Surface, text: str, x: int) -> None:
+        """A small label in a panel at the bottom edge, starting at column x (side-by-side halves)."""
+        pad = PAD * self.s
+        r = self.font.render(text, True, TEXT_RGB)
+        rect = pygame.Rect(x, surf.get_height() - r.get_height() - 2 * pad, r.get_width() + 2 * pad,
+                           r.get_height() + 2 * pad)
+        self._panel(surf, rect)
+        surf.blit(r, (rect.x + pad, rect.y + pad))
 
     def draw_toast(self, surf: pygame.Surface) -> None:
         if self._toast is None:

@@ -46,6 +46,7 @@ CONTROLS: tuple[Control, ...] = (
     Control("F12 / F2", "screenshot (PNG)", "action", (pygame.K_F12, pygame.K_F2), "screenshot"),
     Control("F5", "start / stop recording (mp4)", "action", (pygame.K_F5,), "record"),
     Control("F11", "fullscreen on / off", "action", (pygame.K_F11,), "fullscreen"),
+    Control("B", "side by side: frame | ground truth at the same pose", "action", (pygame.K_b,), "side_by_side"),
     Control("Esc", "release the mouse; again: quit (not in booth mode)", "action", (pygame.K_ESCAPE,), "escape"),
 )
 
@@ -55,8 +56,10 @@ MEMORY_CONTROLS: tuple[Control, ...] = (
     Control("X", "edit: erase memory around the crosshair", "action", (pygame.K_x,), "erase"),
     Control("Y", "edit: copy memory around the crosshair", "action", (pygame.K_y,), "copy"),
     Control("V", "edit: paste the copy at the crosshair", "action", (pygame.K_v,), "paste"),
-    Control("F6", "save the memory to a file (recording folder)", "action", (pygame.K_F6,), "memory_save"),
-    Control("F7", "load the last saved memory", "action", (pygame.K_F7,), "memory_load"),
+    Control("F6", "save the memory to a file (a model: the whole session)", "action", (pygame.K_F6,),
+            "memory_save"),
+    Control("F7", "load the last saved memory (a model: the last session)", "action", (pygame.K_F7,),
+            "memory_load"),
 )
 
 # Each keycode maps to exactly one control; a duplicate would make one of them dead.

@@ -5,11 +5,14 @@ frames), handles the memory actions (M minimap, E edit mode with X / Y / V, F6 /
 load), adds the memory lines to the HUD and draws the minimap and crosshair. Edit mode
 freezes the memory (no new frames go in, here or in a source that honours `memory_frozen`) so
 edits stay as made while the player looks at them. Memory files are memory-only session files
-(MosaicMemory.save: safetensors + JSON header, atomic) in the recording folder.
+(MosaicMemory.save: safetensors + JSON header, atomic) in the recording folder; a model source
+saves its whole session instead (session_keys.py). A source that generates in a worker thread
+exposes `memory_lock`; every read and edit of its memory here holds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +85,11 @@ class MemoryUi:
             self._K_for = (id(mem), memory_intrinsics(mem, self.image.fov_x_deg))
         return self._K_for[1]
 
+    def _locked(self):
+        """The source's memory lock (its generation thread writes the memory), else nothing."""
+        lock = getattr(self.source, "memory_lock", None)
+        return lock if lock is not None else contextlib.nullcontext()
+
     def _set_frozen(self, on: bool) -> None:
         self.feeder.frozen = on
         if hasattr(self.source, "memory_frozen"):
@@ -123,7 +131,7 @@ class MemoryUi:
             if not self.edit.active:
                 self.say("press E for edit mode first (X erase, Y copy, V paste)")
             else:
-                with few_threads():
+                with few_threads(), self._locked():
                     self.say(getattr(self.edit, action)(self.memory, frame, self.K))
         elif action == "memory_save":
             self.save()
@@ -138,7 +146,8 @@ class MemoryUi:
             return None
         try:
             path = stamped_path(self.folder, SESSION_PREFIX, SESSION_SUFFIX)
-            mem.save(path, {"source": getattr(self.source, "name", "?")})
+            with self._locked():
+                mem.save(path, {"source": getattr(self.source, "name", "?")})
         except (WorldplayError, OSError) as e:
             self.say(f"cannot save memory: {e}")
             return None
@@ -156,7 +165,8 @@ class MemoryUi:
             self.say("no memory yet: load once the first frame is shown")
             return None
         try:
-            mem.restore(path)
+            with self._locked():
+                mem.restore(path)
         except WorldplayError as e:
             self.say(f"cannot load memory: {e}")
             return None
@@ -165,7 +175,8 @@ class MemoryUi:
 
     def hud_lines(self) -> list[str]:
         mem = self.memory
-        lines = ["memory: none yet" if mem is None else memory_line(mem.stats())]
+        with self._locked():
+            lines = ["memory: none yet" if mem is None else memory_line(mem.stats())]
         if self.edit.active:
             lines.append("edit mode (memory frozen)" + ("   clipboard: "
                          f"{len(self.edit.clipboard)} patches" if self.edit.clipboard is not None else ""))
@@ -176,10 +187,10 @@ class MemoryUi:
         if not (self.show_map or self.edit.active):
             return
         mem, K = self.memory, self.K
-        with few_threads():
+        with few_threads(), self._locked():
             aim = self.edit.aim(mem, frame, K) if self.edit.active else None
-        if self.show_map:
-            self.minimap.draw(surf, mem, cam_c2w, self.image.fov_x_deg,
-                              None if aim is None else (aim.point, self.edit.cfg.radius_m))
+            if self.show_map:
+                self.minimap.draw(surf, mem, cam_c2w, self.image.fov_x_deg,
+                                  None if aim is None else (aim.point, self.edit.cfg.radius_m))
         if self.edit.active:
             self.edit.draw(surf, aim, K, mem.cfg.image_width if mem is not None else self.image.width)

@@ -1,8 +1,10 @@
 """Frame sources by name: `make_source("world", seed, prompt, device)`.
 
 "world" ray-casts the procedural MosaicWorld scene: exact ground truth, and a playable source
-before any model exists. Other sources ("explicit", "memory", "model") register themselves in
-`SOURCES` with the same factory signature; heavy modules are imported only when one is built.
+before any model exists. "model" generates with the default model of checkpoints.toml (the
+seeded random tiny model until trained weights ship), one chunk ahead of the display. Other
+sources ("explicit", "memory") register themselves in `SOURCES` with the same factory
+signature; heavy modules are imported only when one is built.
 """
 
 from __future__ import annotations
@@ -89,10 +91,28 @@ def _memory_source(seed: int, prompt: str | None, device: str) -> FrameSource:
     return MemorySource(seed, prompt, device)
 
 
+def _explicit_source(seed: int, prompt: str | None, device: str) -> FrameSource:
+    from worldplay.eval.explicit import ExplicitSource  # noqa: PLC0415 (the paper's baseline)
+
+    return ExplicitSource(seed, prompt, device)
+
+
+def model_source(model: str | None, seed: int, prompt: str | None, device: str) -> FrameSource:
+    """The model streamer as a source (`None`: checkpoints.toml's default model). It generates the
+    next chunk in a worker while the client shows this one (the client decides when to ask)."""
+    from worldplay.checkpoints import load_registry  # noqa: PLC0415 (torch and the model: import on use)
+    from worldplay.stream.model_source import ModelSource  # noqa: PLC0415
+
+    name = model if model is not None else load_registry().default
+    return ModelSource(name, seed, prompt, resolve_device(device), lookahead=True)
+
+
 # name -> factory(seed, prompt, device) -> FrameSource
 SOURCES: dict[str, Callable[[int, str | None, str], FrameSource]] = {
     "world": lambda seed, prompt, device: WorldSource(seed, prompt, device),
     "memory": _memory_source,
+    "explicit": _explicit_source,
+    "model": lambda seed, prompt, device: model_source(None, seed, prompt, device),
 }
 
 

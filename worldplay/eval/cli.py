@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frame source(s) to score, comma-separated: world (ground truth), explicit "
                         "(reprojection baseline), or a model source; one table row each")
     p.add_argument("--quick", action="store_true",
-                   help="2 held-out scenes x 2 paths x 64 frames (a few minutes on a laptop CPU)")
+                   help="2 held-out scenes x 2 paths (orbit, look-away) x 128 frames (a few minutes on a 2-core CPU)")
     p.add_argument("--scenes", type=int, default=None, help="override the number of held-out scenes")
     p.add_argument("--frames", type=int, default=None, help="override frames per trajectory")
     p.add_argument("--json", default=None, help="also write the results as JSON to this file")
@@ -24,23 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_source(name: str, device: str):
-    """A FrameSource by name: the client's registry first, the explicit baseline as fallback."""
-    try:
-        from worldplay.client.sources import make_source  # noqa: PLC0415
-    except ModuleNotFoundError as e:
-        if e.name != "worldplay.client.sources":
-            raise
-        make_source = None
-    if make_source is not None:
-        try:
-            return make_source(name, 0, None, device)
-        except WorldplayError:
-            if name != "explicit":
-                raise
-    if name == "explicit":
-        from worldplay.eval.explicit import ExplicitSource  # noqa: PLC0415
-        return ExplicitSource(0, None, device)
-    raise WorldplayError(f"unknown source {name!r}; use world or explicit (the client's source registry is missing)")
+    """A FrameSource by name from the client's registry (world, explicit, memory, model)."""
+    from worldplay.client.sources import make_source  # noqa: PLC0415
+
+    return make_source(name, 0, None, device)
 
 
 def protocol_config(args):

@@ -10,13 +10,15 @@ Overlap of generation with display/encoding (optional, off by default so tests a
 sequential): with lookahead=True a caller that knows the next chunk's poses calls
 `prefetch(c2w, times)` before it shows the current chunk; a single background worker generates
 it meanwhile, and the next `frames` call collects it (one chunk of look-ahead). `frames` after a
-prefetch returns the prefetched chunk (its frames carry the poses they were made at).
+prefetch returns the prefetched chunk (its frames carry the poses they were made at); `ready()`
+says whether it is done, so a client can keep drawing instead of blocking on it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -31,6 +33,8 @@ from worldplay.stream.streamer import Streamer
 from worldplay.world.frame import Frame
 
 DIT_PREFIX, VAE_PREFIX = "dit.", "vae."   # checkpoint tensor names: "dit.<param>", "vae.<param>"
+GEN_FPS_EMA = 0.3   # weight of the newest chunk in the generation rate: steady, yet follows a change
+GEN_WARMUP = 2      # chunks shown raw: the first pays the TI2V render and one-off allocations
 
 
 def build_streamer(model: str = "tiny-random", device: str = "cpu", seed: int = 0, *, steps: int | None = None,
@@ -75,6 +79,8 @@ class ModelSource:
         self._pending: tuple[Tensor, Tensor, Future] | None = None
         self.seed, self.prompt = int(seed), prompt
         self._resume_time, self._time_offset = False, 0.0
+        self.gen_fps = 0.0          # frames generated per second of generation wall time (EMA)
+        self._gen_chunks = 0
         self._build_scene()
 
     def _build_scene(self) -> None:
@@ -102,7 +108,28 @@ class ModelSource:
         poses = self.streamer.poses
         return poses[-1].clone() if self.started and poses.shape[0] else self.scene.spawn_pose()
 
+    # the client's edit mode and its memory access go straight to the streamer (see Streamer)
+    @property
+    def memory_frozen(self) -> bool:
+        return self.streamer.memory_frozen
+
+    @memory_frozen.setter
+    def memory_frozen(self, on: bool) -> None:
+        self.streamer.memory_frozen = bool(on)
+
+    @property
+    def memory_lock(self):
+        return self.streamer.memory_lock
+
     def _generate(self, c2w: Tensor, times: Tensor) -> list[Frame]:
+        start = time.perf_counter()
+        frames = self._make_chunk(c2w, times)
+        fps = len(frames) / max(time.perf_counter() - start, 1e-9)
+        self._gen_chunks += 1
+        self.gen_fps = fps if self._gen_chunks <= GEN_WARMUP else (1 - GEN_FPS_EMA) * self.gen_fps + GEN_FPS_EMA * fps
+        return frames
+
+    def _make_chunk(self, c2w: Tensor, times: Tensor) -> list[Frame]:
         if self._resume_time:   # a resumed session's clock continues where it stopped
             last = self.streamer.times
             if last.shape[0] and float(times[0]) <= float(last[-1]):
@@ -131,6 +158,10 @@ class ModelSource:
         self._collect_into_order()
         self._pending = (c2w.clone(), times.clone(), self._pool.submit(self._generate, c2w.clone(), times.clone()))
 
+    def ready(self) -> bool:
+        """True unless a prefetched chunk is still being generated (`frames` would then wait)."""
+        return self._pending is None or self._pending[2].done()
+
     def _collect(self) -> list[Frame] | None:
         if self._pending is None:
             return None
@@ -151,6 +182,10 @@ class ModelSource:
     def load(self, path: str | os.PathLike) -> None:
         self._collect()
         self.streamer.load(path)
+        s = self.streamer
+        if (s.seed, s.prompt) != (self.seed, self.scene.prompt):   # saved in another scene
+            self.seed, self.prompt = s.seed, s.prompt or None
+            self._build_scene()
         self.started = self.streamer.started
         self._resume_time, self._time_offset = True, 0.0
 

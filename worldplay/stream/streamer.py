@@ -13,6 +13,7 @@ One `step(c2w, times)` generates one chunk of F frames (Self-Forcing style, few 
   4. clean pass-> one pass at t = 0 writes the chunk's K/V into the cache
   5. decode    -> VAE: RGB + depth per frame
   6. insert    -> the chunk's latent token patches are lifted into memory with that depth
+                  (skipped while `memory_frozen`: the client's edit mode keeps edits as made)
   7. frames    -> handed over as `Frame`s
 
 TI2V: `reset(first_frame, prompt)` encodes the first frame; the first chunk's frame 0 *is* that
@@ -26,6 +27,7 @@ Save/load of a whole session lives in stream/session.py (`save` / `load` here de
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 
@@ -84,6 +86,10 @@ class Streamer:
         self.cache = KVCache.for_model(model_cfg, 1, self.dtype, self.device)
         self.generator = torch.Generator(self.device)
         self._checkpoint_sha = checkpoint_sha
+        # The client edits, draws and saves the memory from its own thread while a chunk may be
+        # generating in a worker: both hold this lock around every memory access.
+        self.memory_lock = threading.RLock()
+        self.memory_frozen = False         # the client's edit mode: no inserts, edits stay as made
         self.stats: dict = {}
         self.first: Frame | None = None
         self._reset_state(None)
@@ -159,7 +165,7 @@ class Streamer:
         frame_idx = torch.arange(self.frame, self.frame + Fc, device=self.device)
         cams = self.dit.cameras(c2w[None].to(self.device, self.cam_dtype), self.K.to(self.device))   # (1, F)
         # 2. memory
-        with self._timed("retrieve"):
+        with self._timed("retrieve"), self.memory_lock:
             mem, canvas = self._recall(c2w, frame_idx)
         # 3. denoise
         with self._timed("denoise"):
@@ -176,8 +182,8 @@ class Streamer:
         if first:
             rgb_u8[0], depth[0] = self.first.rgb, self.first.depth.float()
         # 6. insert
-        with self._timed("insert"):
-            if self.use_tokens or self.use_canvas:
+        with self._timed("insert"), self.memory_lock:
+            if (self.use_tokens or self.use_canvas) and not self.memory_frozen:
                 p = self.cfg.dit.patch
                 for f in range(Fc):
                     dyn = self.first.dynamic if first and f == 0 else None

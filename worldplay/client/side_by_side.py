@@ -1,0 +1,90 @@
+"""Side-by-side view (B, or --side-by-side): the shown frame next to ground truth at its pose.
+
+The right half is the MosaicWorld renderer's frame of the source's scene at exactly the pose and
+time of the frame on the left, at the same size, so generation and truth compare pixel for
+pixel. The ground-truth renderer is the view's own (a source's renderer may be busy in its
+generation thread) and is rebuilt when the source's scene changes. A source without a scene
+gets a black right half and says so in its label.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from worldplay.config import ImageConfig
+from worldplay.world.frame import Frame
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+import pygame  # noqa: E402
+
+GT_LABEL = "ground truth"
+NO_GT_LABEL = "no ground truth (source has no scene)"
+HALVES = 2
+
+
+def left_label(source) -> str:
+    """What the left half shows: "model" for a generating source, else the source's name."""
+    return "model" if getattr(source, "streamer", None) is not None else str(getattr(source, "name", "source"))
+
+
+class SideBySide:
+    def __init__(self, source, image: ImageConfig, on: bool = False):
+        self.source, self.image, self.on = source, image, on
+        self._renderer = None
+        self._key: tuple | None = None         # (id of scene, width, height) the renderer is for
+        self._last: tuple[Frame, np.ndarray] | None = None   # (frame, its composite): one render per frame
+
+    def width_factor(self) -> int:
+        return HALVES if self.on else 1
+
+    def _gt_renderer(self, width: int, height: int):
+        scene = getattr(self.source, "scene", None)
+        if scene is None:
+            return None
+        key = (id(scene), width, height)
+        if key != self._key:
+            from worldplay.world.render import Renderer  # noqa: PLC0415 (torch ray caster; import on use)
+
+            device = getattr(getattr(self.source, "renderer", None), "device", "cpu")
+            self._renderer = Renderer(scene, ImageConfig(width=width, height=height, fov_x_deg=self.image.fov_x_deg,
+                                                         fps=self.image.fps), device=device)
+            self._key = key
+        return self._renderer
+
+    def ground_truth(self, frame: Frame) -> np.ndarray | None:
+        """The renderer's RGB (H, W, 3) uint8 at the frame's pose and time, or None without a scene."""
+        h, w = frame.rgb.shape[:2]
+        r = self._gt_renderer(w, h)
+        if r is None:
+            return None
+        return r.render(frame.c2w.detach().cpu().float(), float(frame.t)).rgb.detach().cpu().numpy()
+
+    def image_of(self, frame: Frame) -> np.ndarray:
+        """What the screen and a recording show for `frame`: the frame (H, W, 3), or with the view
+        on, frame | ground truth (H, 2W, 3)."""
+        rgb = frame.rgb.detach().cpu().numpy()
+        if not self.on:
+            return rgb
+        if self._last is not None and self._last[0] is frame:
+            return self._last[1]
+        gt = self.ground_truth(frame)
+        both = np.concatenate([rgb, np.zeros_like(rgb) if gt is None else gt], axis=1)   # (H, 2W, 3)
+        self._last = (frame, both)
+        return both
+
+    def draw_labels(self, surf: pygame.Surface, hud) -> None:
+        """Tag each half at its bottom-left corner (the HUD panel owns the top-left)."""
+        if not self.on:
+            return
+        half = surf.get_width() // HALVES
+        right = GT_LABEL if getattr(self.source, "scene", None) is not None else NO_GT_LABEL
+        hud.draw_tag(surf, left_label(self.source), 0)
+        hud.draw_tag(surf, right, half)
+
+    def left(self, surf: pygame.Surface) -> pygame.Surface:
+        """The part of the canvas that shows the frame: overlays aimed at the frame draw here."""
+        if not self.on:
+            return surf
+        return surf.subsurface(pygame.Rect(0, 0, surf.get_width() // HALVES, surf.get_height()))
