@@ -4,7 +4,7 @@ Modes:
   --source world        the MosaicWorld renderer (frames/s, ms per frame)
   --memory              MosaicMemory retrieve + warp from a large store (ms)
   --preset NAME         the model streamer (steady-state FPS, per-stage ms, FLOPs/frame);
-                        with --steps S, --chunk F, --memory full|off|rope|latent, --kernels torch|triton
+                        with --steps S, --chunk F, --memory full|off|rope|latent, --kernels torch|triton|auto
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "paths, full (default), off, rope (memory tokens only) or latent (canvas only)")
     p.add_argument("--steps", type=int, default=None, help="--preset: denoising steps per chunk (preset's S)")
     p.add_argument("--chunk", type=int, default=None, help="--preset: frames per chunk (preset's F)")
-    p.add_argument("--kernels", default="torch", choices=["torch", "triton"],
-                   help="--preset: attention implementation")
+    p.add_argument("--kernels", default="torch", choices=["torch", "triton", "auto"],
+                   help="--preset: attention implementation: torch (SDPA), triton (fused kernel, needs CUDA), "
+                        "auto (triton on CUDA, torch elsewhere)")
     p.add_argument("--seconds", type=float, default=5.0, help="measurement time after warm-up")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--scene", type=int, default=0, help="scene seed for --source world")

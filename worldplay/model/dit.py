@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kernels.dispatch import attention as kernel_attention
 from worldplay.model.attention import decode_o, encode_kv, encode_q
 from worldplay.model.blocks import DiTBlock, FinalLayer
 from worldplay.model.embed import PatchEmbed, PromptEmbed, TimestepEmbed, unpatchify
@@ -252,29 +253,18 @@ class DiT(nn.Module):
         """The attend callback of one layer of the streaming path (see module docstring)."""
 
         def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-            B, n_fresh = q.shape[0], q.shape[2]
             view = cache.view(layer) if cache is not None else None   # read before write_chunk
-            n_cache = view.valid_len if view is not None else 0
+            ck, cv = (view.k, view.v) if view is not None and view.valid_len else (None, None)
             qe = encode_q(q, self.layout, cams, pos)
             ke, ve = encode_kv(k, v, self.layout, cams, pos)
-            ks, vs = ([view.k], [view.v]) if n_cache else ([], [])
-            if mem_kv is not None:
-                ks.append(mem_kv[layer][0])
-                vs.append(mem_kv[layer][1])
-            # Every fresh query may see every key here ([cache | memory | chunk] for the chunk,
-            # [cache | memory] for memory tokens), so no mask is needed unless memory has padding.
-            mask = None
-            if mem_valid is not None:
-                n_mem = mem_valid.shape[1]
-                n_keys = n_cache + n_mem + (n_fresh if segment == "current" else 0)
-                ok = torch.ones(B, n_keys, dtype=torch.bool, device=q.device)
-                ok[:, n_cache:n_cache + n_mem] = mem_valid.to(q.device)
-                mask = ok[:, None, None, :].expand(B, 1, n_fresh, n_keys).clone()   # (B, 1, Nf, Nk)
-                diag = torch.arange(n_fresh, device=q.device)
-                mask[:, 0, diag, n_keys - n_fresh + diag] = True   # a padded token sees itself (no NaN rows)
-            keys = torch.cat([*ks, ke], dim=2)                                # (B, H, Nk, Dh)
-            vals = torch.cat([*vs, ve], dim=2)
-            o = F.scaled_dot_product_attention(qe, keys, vals, attn_mask=mask)
+            mk, mv = mem_kv[layer] if mem_kv is not None else (None, None)
+            # Every fresh query may see every key ([cache | memory | chunk] for the chunk, [cache |
+            # memory] for memory tokens, which are then the fresh ones) except padded memory
+            # tokens; a padded fresh token still sees itself, so no row is empty. The segments are
+            # read in place (a fused Triton kernel on CUDA, SDPA over their concatenation elsewhere).
+            o = kernel_attention(qe, ke, ve, cache_k=ck, cache_v=cv, mem_k=mk, mem_v=mv,
+                                 mem_valid=mem_valid if segment == "current" else None,
+                                 cur_valid=mem_valid if segment == "memory" else None)
             if write:
                 cache.write_chunk(layer, ke, ve)
             if sink_kv is not None:

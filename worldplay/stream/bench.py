@@ -17,6 +17,9 @@ import time
 
 import torch
 
+from kernels import KernelError
+from kernels.dispatch import use_kernels
+from kernels.jit import triton_available
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.model.dit import DiT, param_count
@@ -28,7 +31,7 @@ from worldplay.world.render import Renderer
 from worldplay.world.scene import make_scene
 from worldplay.world.trajectories import make_trajectory
 
-KERNELS = ("torch", "triton")
+KERNELS = ("torch", "triton", "auto")   # kernels/dispatch.py policies
 MIN_CHUNKS = 2            # measured chunks, however short `seconds` is (p50 needs some samples)
 PATH_SECONDS = 60.0       # one orbit lap; longer runs go round again
 MB = 2 ** 20
@@ -63,11 +66,28 @@ def bench_streamer(preset: str | ModelConfig = "tiny", device: str = "cpu", seco
         raise WorldplayError(f"--memory {memory!r}; use one of: {', '.join(MEMORY_MODES)}")
     if kernels not in KERNELS:
         raise WorldplayError(f"--kernels {kernels!r}; use one of: {', '.join(KERNELS)}")
-    if kernels == "triton":
-        raise WorldplayError("--kernels triton: the fused Triton attention is not wired into the streamer in "
-                             "this build; use --kernels torch")
     if steps is not None and steps < 1:
         raise WorldplayError(f"--steps {steps}: use at least 1 denoising step")
+    _check_kernels(kernels, torch.device(device))
+    try:
+        with use_kernels(kernels):
+            return _bench(preset, device, seconds, steps, chunk, memory, kernels, seed)
+    except KernelError as e:   # e.g. a forced kernel that cannot take this preset's shapes
+        raise WorldplayError(f"--kernels {kernels}: {e}") from None
+
+
+def _check_kernels(kernels: str, dev: torch.device) -> None:
+    if kernels != "triton":
+        return
+    if dev.type != "cuda":
+        raise WorldplayError("--kernels triton runs the fused Triton attention, which needs --device cuda (on CPU "
+                             "only Triton's interpreter runs it, far too slowly to measure); use --kernels torch")
+    if not triton_available():
+        raise WorldplayError("--kernels triton needs the triton package (pip install triton); or use --kernels torch")
+
+
+def _bench(preset: str | ModelConfig, device: str, seconds: float, steps: int | None, chunk: int | None,
+           memory: str, kernels: str, seed: int) -> dict:
     cfg = bench_config(preset, chunk)
     dev = torch.device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32   # what a GPU would serve with

@@ -1,0 +1,103 @@
+"""Compile the kernels for NVIDIA GPUs ahead of time, on a machine that has none.
+
+The tests run the kernels in Triton's interpreter, which is lenient where the compiler is not
+(types, constexpr control flow, shared memory). `python -m kernels.aot` takes the launches the
+launchers really prepare (same argument types, same tile configs) and builds them through
+Triton's compiler and its bundled ptxas for each target, so a kernel that would not compile on a
+GPU fails here, on CPU. Needs Triton with its CUDA backend, no GPU, and TRITON_INTERPRET unset
+(the interpreter replaces the compiler in that process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from kernels import KernelError
+from kernels.attention import attention_launch
+from kernels.jit import Launch
+from kernels.kv_append import kv_append_launch
+from kernels.splat import splat_launches
+
+TARGETS = {"sm_80": 80, "sm_90": 90}   # Ampere (A100) and Hopper (H100 / H200)
+WARP_SIZE = 32
+EXAMPLE_TOKENS = 48                     # sizes only shape the arguments' types, never the code
+
+
+def _tensor(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.zeros(*shape, dtype=dtype)
+
+
+def attention_cases(full: bool) -> list[tuple[str, Launch]]:
+    """Launches for each dtype x head dim (full) or one per dtype, with the masks varied."""
+    cases = []
+    dims = (16, 32, 64, 128) if full else None
+    picks = [(torch.bfloat16, 128), (torch.float16, 64), (torch.float32, 32)]
+    combos = [(dt, d) for dt in (torch.bfloat16, torch.float16, torch.float32) for d in dims] if full else picks
+    for i, (dtype, d) in enumerate(combos):
+        n = EXAMPLE_TOKENS
+        q, k = _tensor(1, 2, n, d, dtype=dtype), _tensor(1, 2, n, d, dtype=dtype)
+        masks = i % 2 == 0                   # alternate: memory validity / current validity
+        valid = torch.ones(1, n, dtype=torch.bool)
+        launch, _ = attention_launch(q, k, k, cache_k=k, cache_v=k, cache_len=n, mem_k=k, mem_v=k,
+                                     mem_valid=valid if masks else None, cur_valid=None if masks else valid,
+                                     scale=None, config=None, interpreted=False)
+        cases.append((f"attention {str(dtype).replace('torch.', '')} D={d}", launch))
+    return cases
+
+
+def other_cases() -> list[tuple[str, Launch]]:
+    n = EXAMPLE_TOKENS
+    launches, _ = splat_launches(torch.zeros(n, dtype=torch.long), _tensor(n), _tensor(n, 16), n, interpreted=False)
+    buf, kv = _tensor(1, 2, 4 * n, 64, dtype=torch.bfloat16), _tensor(1, 2, n, 64, dtype=torch.bfloat16)
+    append = kv_append_launch(buf, buf, kv, kv, n, interpreted=False)
+    return [(f"splat pass {i + 1}", launch) for i, launch in enumerate(launches)] + [("kv_append", append)]
+
+
+def compile_launch(launch: Launch, capability: int):
+    """Build one prepared launch for sm_<capability>; returns Triton's compiled kernel."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.jit import mangle_type
+    fn = launch.kernel.kernel
+    if launch.kernel.interpreted:
+        raise KernelError("kernels.aot: TRITON_INTERPRET is set, so Triton interprets instead of compiling; "
+                          "unset it for this command")
+    names = fn.arg_names
+    signature = {name: mangle_type(arg) for name, arg in zip(names, launch.args)}
+    signature.update({name: "constexpr" for name in launch.constexprs})
+    missing = [n for n in names if n not in signature]
+    if missing:
+        raise KernelError(f"kernels.aot: {fn.__name__} got no value for {missing}")
+    src = ASTSource(fn, signature, launch.constexprs)
+    return triton.compile(src, target=GPUTarget("cuda", capability, WARP_SIZE), options=launch.options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kernels.aot", description=__doc__.splitlines()[0])
+    p.add_argument("--target", choices=sorted(TARGETS), action="append",
+                   help="GPU architecture(s) to build for (default: all)")
+    p.add_argument("--full", action="store_true", help="every attention dtype x head dim, not one per dtype")
+    args = p.parse_args(argv)
+    cases = attention_cases(args.full) + other_cases()
+    failed = 0
+    for target in args.target or sorted(TARGETS):
+        for name, launch in cases:
+            start = time.perf_counter()
+            try:
+                kernel = compile_launch(launch, TARGETS[target])
+            except Exception as e:  # report every kernel, then fail
+                failed += 1
+                print(f"FAIL {target} {name}: {type(e).__name__}: {str(e).splitlines()[-1] if str(e) else ''}")
+                continue
+            print(f"ok   {target} {name:<26} shared {kernel.metadata.shared:>6} B  "
+                  f"{time.perf_counter() - start:.1f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

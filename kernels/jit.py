@@ -1,0 +1,144 @@
+"""Lazy Triton: kernels are decorated, and Triton imported, on their first launch.
+
+Triton decides between compiling and interpreting when each function is decorated, from
+TRITON_INTERPRET at that moment. Decorating lazily means:
+
+- the torch references beside each kernel never import Triton (no cost on CPU paths, and Triton
+  stays an optional dependency: the `dev` extra, Linux only);
+- a test can set TRITON_INTERPRET=1 and get interpreted kernels for CPU tensors, whatever was
+  imported before it.
+
+Triton's own library functions (tl.zeros, tl.sum, ...) are decorated when triton is imported,
+and torch imports it by itself (torch.utils.flop_counter does), often before a test sets the
+variable. The interpreter cannot call library functions decorated for compiling, so interpreted
+launches run inside `_library_interpretable`, which lets it (it swaps JITFunction.__call__ for
+the length of the launch; compiled launches never call it). So on CUDA kernels are compiled
+(TRITON_INTERPRET unset at the first launch), on CPU they run in the interpreter (set), and
+`check_launch` turns the other cases into one clear KernelError.
+
+Kernel modules use `from __future__ import annotations` (so `tl.constexpr` annotations stay
+strings until Triton reads them) and a module-level `tl = None` that the first launch binds to
+triton.language, the name Triton's compiler and interpreter look up in the kernel's globals.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+
+from kernels import KernelError
+
+INTERPRET_ENV = "TRITON_INTERPRET"
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def interpreter_requested() -> bool:
+    """TRITON_INTERPRET=1 in the environment now (Triton reads it when imported / decorating)."""
+    return os.environ.get(INTERPRET_ENV, "").strip().lower() in TRUE_WORDS
+
+
+def _triton(what: str):
+    try:
+        return importlib.import_module("triton")
+    except ImportError:
+        raise KernelError(f"{what} needs Triton, which is not installed; `pip install triton` (Linux) "
+                          f"or use the torch path (WORLDPLAY_KERNELS=torch)") from None
+
+
+def _is_interpreted(fn) -> bool:
+    from triton.runtime.interpreter import InterpretedFunction
+    return isinstance(fn, InterpretedFunction)
+
+
+class LazyKernel:
+    """A Triton kernel function, decorated with triton.jit on first use; launch it through `Launch`."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.__name__ = fn.__name__
+        self._kernel = None
+
+    @property
+    def kernel(self):
+        if self._kernel is None:
+            triton = _triton(self.__name__)
+            self.fn.__globals__["tl"] = importlib.import_module("triton.language")
+            self._kernel = triton.jit(self.fn)
+        return self._kernel
+
+    @property
+    def interpreted(self) -> bool:
+        return _is_interpreted(self.kernel)
+
+
+def jit(fn: Callable) -> LazyKernel:
+    return LazyKernel(fn)
+
+
+@contextmanager
+def _library_interpretable() -> Iterator[None]:
+    """Let the interpreter call Triton library functions that were decorated for compiling."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+    if _is_interpreted(importlib.import_module("triton.language").zeros):
+        yield                                            # triton was imported in interpreter mode
+        return
+    compiled_call = JITFunction.__call__
+
+    def interpreted_call(self, *args, **kwargs):
+        fn = _INTERPRETED.get(self.fn)
+        if fn is None:
+            fn = _INTERPRETED[self.fn] = InterpretedFunction(self.fn)
+        return fn(*args, **kwargs)
+
+    JITFunction.__call__ = interpreted_call
+    try:
+        yield
+    finally:
+        JITFunction.__call__ = compiled_call
+
+
+_INTERPRETED: dict[Callable, Any] = {}   # library function -> its interpreted twin
+
+
+def check_launch(kernel: LazyKernel, device: torch.device) -> None:
+    """Raise a KernelError saying how to fix it when `kernel` cannot run on `device` here."""
+    name = kernel.__name__
+    if device.type == "cpu" and not kernel.interpreted:  # imports and decorates on first call
+        raise KernelError(f"{name}: Triton kernels run on CUDA; on CPU set {INTERPRET_ENV}=1 before the first "
+                          f"launch (a slow interpreter, for tests) or use the torch path")
+    if device.type not in ("cpu", "cuda"):
+        raise KernelError(f"{name}: Triton kernels run on CUDA (or on CPU in the interpreter), "
+                          f"not on {device.type}")
+
+
+@dataclass
+class Launch:
+    """One kernel launch, prepared: what `run` does, and what kernels/aot.py compiles ahead of time."""
+    kernel: LazyKernel
+    grid: tuple[int, ...]
+    args: tuple                     # positional: tensors and runtime scalars
+    constexprs: dict[str, Any]
+    options: dict[str, int]         # num_warps / num_stages (compiled kernels only)
+
+    def run(self) -> None:
+        fn = self.kernel.kernel
+        if not self.kernel.interpreted:
+            fn[self.grid](*self.args, **self.constexprs, **self.options)
+            return
+        with _library_interpretable():
+            fn[self.grid](*self.args, **self.constexprs)
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
