@@ -63,10 +63,13 @@ def spawn_state(source) -> CameraState:
 class App:
     def __init__(self, source: FrameSource, client: ClientConfig = ClientConfig(),
                  controls: ControlsConfig = ControlsConfig(), image: ImageConfig = ImageConfig(),
-                 headless: bool = False, booth: bool = False, seed: int = 0,
+                 headless: bool = False, booth: bool = False, seed: int | None = None,
                  prompt: str | None = None, out=None):
         self.source, self.client, self.image = source, client, image
-        self.headless, self.seed, self.prompt = headless, seed, prompt
+        # The scene shown is the source's unless the caller names another one.
+        self.headless = headless
+        self.seed = int(getattr(source, "seed", 0)) if seed is None else seed
+        self.prompt = getattr(source, "prompt", None) if seed is None and prompt is None else prompt
         self.out = out if out is not None else sys.stdout
         self.interval = 1.0 / image.fps
         self.side = SideBySide(source, image, client.side_by_side)
