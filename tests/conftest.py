@@ -26,3 +26,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def headless_app(tmp_path):
+    """Factory for headless client Apps whose files (screenshots, recordings, sessions) land
+    in tmp_path/{shots,recs,sessions}; every App, and its source if closable, is closed after."""
+    import io
+
+    import pygame
+
+    from worldplay.client.app import App
+    from worldplay.config import ClientConfig, ControlsConfig
+
+    apps = []
+
+    def make(source, image, controls=ControlsConfig(), booth=False, **client):
+        client.setdefault("screenshot_dir", str(tmp_path / "shots"))
+        client.setdefault("recording_dir", str(tmp_path / "recs"))
+        client.setdefault("session_dir", str(tmp_path / "sessions"))
+        app = App(source, ClientConfig(**client), controls, image, headless=True, booth=booth,
+                  out=io.StringIO())
+        apps.append(app)
+        pygame.event.clear()         # nothing left over from an earlier test
+        return app
+
+    yield make
+    for a in apps:
+        a.close()
+        close = getattr(a.source, "close", None)
+        if close is not None:
+            close()

@@ -67,22 +67,10 @@ def mouse(dx, dy):
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
+def make_app(headless_app):
     def make(source=None, image=SMALL, controls=ControlsConfig(), booth=False, **client):
-        client.setdefault("screenshot_dir", str(tmp_path / "shots"))
-        client.setdefault("recording_dir", str(tmp_path / "recs"))
-        app = App(source or PoseSource(image=image), ClientConfig(**client), controls, image,
-                  headless=True, booth=booth, seed=0, prompt=None, out=open(os.devnull, "w"))
-        apps.append(app)
-        pygame.event.clear()         # nothing left over from an earlier test
-        return app
-
-    yield make
-    for a in apps:
-        a.close()
-        a.out.close()
+        return headless_app(source or PoseSource(image=image), image, controls, booth, **client)
+    return make
 
 
 def pos(app):

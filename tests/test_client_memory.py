@@ -5,7 +5,6 @@ Real scenes at 160x90 (the same 12x20 patch grid as 640x360, a sixteenth of the 
 each test to a few seconds; time is passed explicitly, never measured.
 """
 
-import io
 import math
 import os
 from types import SimpleNamespace
@@ -19,7 +18,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from worldplay import cli  # noqa: E402
-from worldplay.client.app import App  # noqa: E402
 from worldplay.client.input import CONTROLS, MEMORY_CONTROLS, control_rows  # noqa: E402
 from worldplay.client.memory_colour import colour_memory_config  # noqa: E402
 from worldplay.client.memory_source import MemorySource, memory_frame  # noqa: E402
@@ -54,19 +52,8 @@ def turn(app, radians):
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(source):
-        client = ClientConfig(screenshot_dir=str(tmp_path / "shots"), recording_dir=str(tmp_path / "recs"))
-        app = App(source, client, image=IM, headless=True, out=io.StringIO())
-        apps.append(app)
-        pygame.event.clear()
-        return app
-
-    yield make
-    for a in apps:
-        a.close()
+def make_app(headless_app):
+    return lambda source: headless_app(source, IM)
 
 
 def said(app) -> str:

@@ -5,7 +5,6 @@ clock; the side-by-side view against the renderer; F6 / F7 whole-session round t
 mode's freeze against the streamer's inserts. Time is passed explicitly, never measured.
 """
 
-import io
 import os
 
 os.environ["SDL_VIDEODRIVER"] = "dummy"
@@ -19,11 +18,10 @@ from micro_model import IMAGE, micro_streamer  # noqa: E402
 
 from worldplay import cli  # noqa: E402
 from worldplay.client import sources  # noqa: E402
-from worldplay.client.app import App  # noqa: E402
 from worldplay.client.edit_mode import Aim  # noqa: E402
 from worldplay.client.pacing import ChunkFeed, Pacer, RateMeter  # noqa: E402
 from worldplay.client.session_keys import latest_session  # noqa: E402
-from worldplay.config import ClientConfig, ControlsConfig  # noqa: E402
+from worldplay.config import ControlsConfig  # noqa: E402
 from worldplay.controls import FirstPersonCamera, InputFrame  # noqa: E402
 from worldplay.memory import Region  # noqa: E402
 from worldplay.stream.model_source import ModelSource  # noqa: E402
@@ -69,23 +67,8 @@ def mouse(dx):
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(source=None, **client):
-        client.setdefault("screenshot_dir", str(tmp_path / "shots"))
-        client.setdefault("recording_dir", str(tmp_path / "recs"))
-        client.setdefault("session_dir", str(tmp_path / "sessions"))
-        source = source or Micro()
-        app = App(source, ClientConfig(**client), image=IMAGE, headless=True, out=io.StringIO())
-        apps.append(app)
-        pygame.event.clear()
-        return app
-
-    yield make
-    for a in apps:
-        a.close()
-        a.source.close()
+def make_app(headless_app):
+    return lambda source=None, **client: headless_app(source or Micro(), IMAGE, **client)
 
 
 def walk(app, ticks: int) -> list[Frame]:
@@ -261,7 +244,7 @@ def test_side_by_side_is_double_width_with_ground_truth_on_the_right(make_app):
 def test_f6_f7_round_trip_resumes_the_session_exactly(make_app, tmp_path):
     app = make_app(Micro(lookahead=True))
     app.feed.ahead = True
-    src, s = app.source, app.source.streamer
+    _src, s = app.source, app.source.streamer
     press(app, pygame.K_F7)
     assert "no saved session" in app.out.getvalue()
     key(pygame.K_w)

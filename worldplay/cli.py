@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from worldplay.errors import WorldplayError
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     except WorldplayError as e:
         print(f"worldplay {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error; silence the flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"worldplay {args.command}: interrupted", file=sys.stderr)
         return 130
