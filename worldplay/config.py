@@ -1,7 +1,8 @@
 """Typed configuration. Every field has a default and a one-line reason.
 
 Configs are plain dataclasses passed explicitly; nothing reads globals. Model size presets
-(`tiny`, `base`, ...) live in the `PRESETS` registry below once the model exists.
+(`tiny`, `base`) are defined beside the model in `worldplay/model/presets.py` and re-exported
+here, so there is one place to look up every config.
 """
 
 from __future__ import annotations
@@ -51,5 +52,5 @@ class WorldConfig:
     fog_end: float = 70.0             # fully fogged beyond this
 
 
-# Filled by the model issue: name -> model config dataclass.
-PRESETS: dict[str, object] = {}
+from worldplay.model.presets import (PRESETS, DiTConfig, ModelConfig, VAEConfig,  # noqa: E402,F401
+                                     get_preset)
