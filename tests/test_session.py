@@ -85,3 +85,26 @@ def test_model_source_save_and_load(path, tmp_path):
     c.load(tmp_path / "b.safetensors")
     tail = c.frames(traj.c2w[4:6], traj.times[4:6]) + c.frames(traj.c2w[6:8], traj.times[6:8])
     assert same_frames(tail, ref[4:])
+
+
+def test_a_session_damaged_past_the_header_leaves_the_running_one_unchanged(path, uninterrupted, tmp_path):
+    from worldplay.session_file import load_session, save_session
+
+    scene, first, traj = path
+    a = micro_streamer()
+    a.reset(first, scene.prompt)
+    run_chunks(a, traj, 0, 8)
+    good = tmp_path / "good.safetensors"
+    a.save(good)
+    tensors, meta = load_session(good)
+    tensors["cache.k"] = tensors["cache.k"][..., :-1].contiguous()   # header fine, a tensor wrong
+    bad = tmp_path / "bad.safetensors"
+    save_session(bad, tensors, meta)
+
+    b = micro_streamer()
+    b.reset(first, scene.prompt)
+    head = run_chunks(b, traj, 0, 4)
+    with pytest.raises(WorldplayError, match="bad.safetensors.*unchanged"):
+        b.load(bad)
+    tail = run_chunks(b, traj, 4, N_FRAMES)       # goes on as if the load was never asked
+    assert same_frames(head + tail, uninterrupted)

@@ -58,7 +58,7 @@ def save_streamer(s: "Streamer", path: str | os.PathLike) -> None:
 
 def load_streamer(s: "Streamer", path: str | os.PathLike) -> None:
     """Resume `s` from `path`. The header (checkpoint, config, settings) is checked before anything
-    changes; a file damaged past that point leaves `s` reset, never half-loaded."""
+    changes; a file damaged past that point is rolled back, so `s` goes on as if never asked."""
     tensors, meta = load_session(path)
     if meta.get("content") != CONTENT:
         raise WorldplayError(f"{path}: not a streaming session (it holds {meta.get('content')!r}); "
@@ -83,14 +83,39 @@ def load_streamer(s: "Streamer", path: str | os.PathLike) -> None:
         raise WorldplayError(f"{path}: session has no first frame to start from; start a new session")
     cache = {k[len(CACHE_PREFIX):]: v for k, v in tensors.items() if k.startswith(CACHE_PREFIX)}
     memory = {k[len(MEMORY_PREFIX):]: v for k, v in tensors.items() if k.startswith(MEMORY_PREFIX)}
-    s._reset_state(meta.get("prompt") or None)
+    snapshot = _snapshot(s)
     try:
-        s.cache.load_state_dict({k: v.to(s.device) for k, v in cache.items()})
-        s.memory.load_state_dict(memory, str(path))
-        s.generator.set_state(tensors["rng"])
-    except (WorldplayError, RuntimeError) as e:
-        s._reset_state(None)
-        raise WorldplayError(f"{path}: {e}") from None
+        _apply(s, path, tensors, meta, cache, memory, chunk)
+    except (WorldplayError, RuntimeError, KeyError, ValueError, TypeError) as e:
+        _restore(s, snapshot)
+        raise WorldplayError(f"{path}: {e}; the running session is unchanged") from None
+
+
+# Everything `_reset_state` / `reset` rebind on the streamer; restored as a whole on a failed load.
+STATE_ATTRS = ("seed", "chunk", "frame", "poses", "times", "prompt", "prompt_ids", "cond", "z0",
+               "first", "started", "_mem_kv", "stats")
+
+
+def _snapshot(s: "Streamer") -> dict:
+    return {"cache": s.cache.state_dict(),
+            "memory": {k: v.clone() for k, v in s.memory.state_dict().items()},
+            "rng": s.generator.get_state(),
+            "attrs": {a: getattr(s, a, None) for a in STATE_ATTRS}}
+
+
+def _restore(s: "Streamer", snap: dict) -> None:
+    s.cache.load_state_dict(snap["cache"])
+    s.memory.load_state_dict(snap["memory"])
+    s.generator.set_state(snap["rng"])
+    for a, v in snap["attrs"].items():
+        setattr(s, a, v)
+
+
+def _apply(s: "Streamer", path, tensors: dict, meta: dict, cache: dict, memory: dict, chunk: int) -> None:
+    s._reset_state(meta.get("prompt") or None)
+    s.cache.load_state_dict({k: v.to(s.device) for k, v in cache.items()})
+    s.memory.load_state_dict(memory, str(path))
+    s.generator.set_state(tensors["rng"])
     s.seed, s.chunk, s.frame = int(meta["seed"]), chunk, int(meta["frame"])
     s.poses, s.times = tensors["poses"].float(), tensors["times"].double()
     s.prompt_ids = tensors["prompt_ids"].to(s.device)
