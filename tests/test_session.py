@@ -11,6 +11,14 @@ from worldplay.stream.model_source import ModelSource
 N_FRAMES = 16
 
 
+def started(path):
+    """A micro streamer reset onto the path's scene and first frame."""
+    scene, first, _ = path
+    s = micro_streamer()
+    s.reset(first, scene.prompt)
+    return s
+
+
 @pytest.fixture(scope="module")
 def path():
     return orbit(N_FRAMES)
@@ -19,16 +27,14 @@ def path():
 @pytest.fixture(scope="module")
 def uninterrupted(path):
     scene, first, traj = path
-    s = micro_streamer()
-    s.reset(first, scene.prompt)
+    s = started(path)
     return run_chunks(s, traj, 0, N_FRAMES)
 
 
 @pytest.mark.parametrize("stop_at", [0, 10])   # before the first chunk; after the ring rolled over
 def test_save_load_continue_equals_uninterrupted(path, uninterrupted, tmp_path, stop_at):
     scene, first, traj = path
-    a = micro_streamer()
-    a.reset(first, scene.prompt)
+    a = started(path)
     head = run_chunks(a, traj, 0, stop_at)
     f = tmp_path / "session.safetensors"
     a.save(f)
@@ -43,8 +49,7 @@ def test_save_load_continue_equals_uninterrupted(path, uninterrupted, tmp_path, 
 
 def test_memory_in_a_session_file_reads_as_a_memory(path, tmp_path):
     scene, first, traj = path
-    s = micro_streamer()
-    s.reset(first, scene.prompt)
+    s = started(path)
     run_chunks(s, traj, 0, 6)
     f = tmp_path / "s.safetensors"
     s.save(f)
@@ -53,8 +58,7 @@ def test_memory_in_a_session_file_reads_as_a_memory(path, tmp_path):
 
 def test_loading_a_session_of_another_checkpoint_is_a_clear_error(path, tmp_path):
     scene, first, traj = path
-    s = micro_streamer()
-    s.reset(first, scene.prompt)
+    s = started(path)
     run_chunks(s, traj, 0, 4)
     f = tmp_path / "s.safetensors"
     s.save(f)
@@ -91,8 +95,7 @@ def test_a_session_damaged_past_the_header_leaves_the_running_one_unchanged(path
     from worldplay.session_file import load_session, save_session
 
     scene, first, traj = path
-    a = micro_streamer()
-    a.reset(first, scene.prompt)
+    a = started(path)
     run_chunks(a, traj, 0, 8)
     good = tmp_path / "good.safetensors"
     a.save(good)
@@ -101,8 +104,7 @@ def test_a_session_damaged_past_the_header_leaves_the_running_one_unchanged(path
     bad = tmp_path / "bad.safetensors"
     save_session(bad, tensors, meta)
 
-    b = micro_streamer()
-    b.reset(first, scene.prompt)
+    b = started(path)
     head = run_chunks(b, traj, 0, 4)
     with pytest.raises(WorldplayError, match="bad.safetensors.*unchanged"):
         b.load(bad)
