@@ -16,7 +16,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from kernels import KernelError
-from kernels.jit import Launch, cdiv, check_launch, jit
+from kernels.jit import Launch, cdiv, check_launch, jit, next_pow2
 
 tl = None   # triton.language, bound by the first launch (Triton is imported lazily: kernels/jit.py)
 
@@ -82,7 +82,7 @@ def kv_append_launch(buf_k: Tensor, buf_v: Tensor, k: Tensor, v: Tensor, offset:
     if T == 0 or B * H == 0 or D == 0:
         return None
     block_t = INTERPRET_BLOCK_T if interpreted else BLOCK_T
-    block_d = 1 << max(D - 1, 0).bit_length()                               # next power of two
+    block_d = next_pow2(D)
     args = (k, v, buf_k, buf_v, *k.stride()[:3], *v.stride()[:3], *buf_k.stride()[:3], *buf_v.stride()[:3],
             H, T, offset)
     consts = dict(HEAD_DIM=D, BLOCK_T=block_t, BLOCK_D=block_d)

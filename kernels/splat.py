@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from kernels import KernelError
-from kernels.jit import Launch, cdiv, check_launch, jit
+from kernels.jit import Launch, cdiv, check_launch, jit, next_pow2
 
 tl = None   # triton.language, bound by the first launch (Triton is imported lazily: kernels/jit.py)
 
@@ -132,14 +132,10 @@ def splat_launches(cell: Tensor, depth: Tensor, feat: Tensor, n_cells: int,
         launches.append(Launch(_splat_winner_kernel, grid, (cell, zbits, zbuf, win, n, n_cells), consts, {}))
     if n_cells and dim:
         blk_c = INTERPRET_BLOCK if interpreted else BLOCK_CELLS
-        consts = dict(BLOCK_C=blk_c, BLOCK_D=min(_next_pow2(dim), MAX_BLOCK_D))
+        consts = dict(BLOCK_C=blk_c, BLOCK_D=min(next_pow2(dim), MAX_BLOCK_D))
         args = (win, feat, canvas, n_cells, dim, *feat.stride(), *canvas.stride())
         launches.append(Launch(_splat_gather_kernel, (cdiv(n_cells, blk_c),), args, consts, {}))
     return launches, (canvas, zbuf, win)
-
-
-def _next_pow2(x: int) -> int:
-    return 1 << max(x - 1, 0).bit_length()
 
 
 def splat_reference(cell: Tensor, depth: Tensor, feat: Tensor, n_cells: int) -> SplatResult:

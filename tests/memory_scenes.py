@@ -6,11 +6,16 @@ import math
 
 import torch
 
-from worldplay.camera import camera_rays, scale_intrinsics, yaw_pitch_pose
+from worldplay.camera import camera_rays, look_at, scale_intrinsics, yaw_pitch_pose
 from worldplay.memory.config import MemoryConfig
 
 ROOM_RADIUS, CEILING, WALK_RADIUS, EYE = 8.0, 4.0, 3.0, 1.6   # metres
 FPS = 16.0
+
+
+def facing(z: float = 0.0, x: float = 0.0) -> torch.Tensor:
+    """Eye-height camera at (x, z) looking along world -z."""
+    return look_at((x, EYE, z), (x, EYE, z - 5.0))
 
 
 def patch_rays(cfg: MemoryConfig, c2w: torch.Tensor, K: torch.Tensor):

@@ -292,3 +292,15 @@ def test_windowed_app_runs_under_dummy_driver(tmp_path):
         app.close()
         app.out.close()
     assert not pygame.display.get_init()       # the window is gone after close
+
+
+def test_sources_reject_mismatched_poses_and_times():
+    from worldplay.client.sources import WorldSource
+
+    src = WorldSource(0, image=SMALL)
+    with pytest.raises(ValueError, match=r"WorldSource.frames wants c2w \(F, 4, 4\) and times \(F,\); "
+                                         r"got \(2, 4, 4\) and \(3,\)"):
+        src.frames(torch.eye(4).repeat(2, 1, 1), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"got \(4, 4\) and \(1,\)"):
+        src.frames(torch.eye(4), torch.zeros(1))
+    assert len(src.frames(START.c2w()[None], torch.zeros(1))) == 1

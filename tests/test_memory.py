@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from memory_scenes import FPS, loop_pose, plane_z_depth, room_depth
+from memory_scenes import EYE, FPS, facing, loop_pose, plane_z_depth, room_depth
 
 from worldplay.camera import intrinsics, look_at
 from worldplay.errors import WorldplayError
@@ -13,7 +13,6 @@ from worldplay.memory.splat import Candidates, zbuffer
 from worldplay.world.frame import SKY_DEPTH
 
 K = intrinsics()
-EYE = 1.6
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,10 +29,6 @@ def index_features(cfg: MemoryConfig) -> torch.Tensor:
     f[..., 0] = torch.arange(h, dtype=torch.float32)[:, None]
     f[..., 1] = torch.arange(w, dtype=torch.float32)[None, :]
     return f
-
-
-def facing(z: float = 0.0, x: float = 0.0) -> torch.Tensor:
-    return look_at((x, EYE, z), (x, EYE, z - 5.0))
 
 
 def test_lift_then_project_into_source_view_returns_patch_centres():

@@ -2,23 +2,18 @@
 
 import pytest
 import torch
-from memory_scenes import plane_z_depth
+from memory_scenes import EYE, facing, plane_z_depth
 from safetensors.torch import save_file
 
-from worldplay.camera import intrinsics, look_at, make_pose
+from worldplay.camera import intrinsics, make_pose
 from worldplay.errors import WorldplayError
 from worldplay.memory import MemoryConfig, MosaicMemory, Region, region_at, render_canvas, rgb_features
 from worldplay.session_file import save_session
 
 K = intrinsics()
-EYE = 1.6
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def facing(z: float = 0.0, x: float = 0.0) -> torch.Tensor:
-    return look_at((x, EYE, z), (x, EYE, z - 5.0))
 
 
 def random_feats(cfg, seed):

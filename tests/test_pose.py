@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from worldplay.camera import so3_exp
+from worldplay.camera import make_pose, so3_exp
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.eval.pose import estimate_pose, pose_errors
@@ -26,10 +26,7 @@ def view(request):
 
 def _perturbed(r, c2w, rot=(0.0, 0.0, 0.0), trans=(0.0, 0.0, 0.0)):
     """Render with the camera moved in its own frame (OpenCV: x right, y down, z forward)."""
-    P = torch.eye(4)
-    P[:3, :3] = so3_exp(torch.tensor(rot))
-    P[:3, 3] = torch.tensor(trans)
-    pose = c2w @ P
+    pose = c2w @ make_pose(so3_exp(torch.tensor(rot)), torch.tensor(trans))
     return pose, r.render(pose, T_RENDER)
 
 

@@ -2,6 +2,8 @@
 
 Write to a temp file in the same directory, fsync, then rename over the target: a crash,
 Ctrl-C or a full disk leaves either the old file or the new one, never a half-written one.
+`atomic_path` does all of it around a block; `temp_beside` and `commit` are its two halves, for
+writers that outlive a block (the mp4 recorder).
 """
 
 from __future__ import annotations
@@ -37,16 +39,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     `path`, if any, is untouched). `suffix` keeps the extension so format sniffers (PyAV) work.
     """
     p = check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix or p.suffix or ".tmp",
-                               dir=p.parent if str(p.parent) else ".")
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temp_beside(p, suffix)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp_path, final_mode(p))
-        os.replace(tmp_path, p)
+        commit(tmp_path, p)
     except OSError as e:
         tmp_path.unlink(missing_ok=True)
         if e.errno == errno.ENOSPC:
@@ -56,6 +52,23 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def temp_beside(p: Path, suffix: str | None = None) -> Path:
+    """A new empty hidden file `.NAME.XXXX<suffix>` in p's folder: the same filesystem as `p`,
+    so `commit` can rename it over `p` atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix or p.suffix or ".tmp",
+                               dir=p.parent if str(p.parent) else ".")
+    os.close(fd)
+    return Path(tmp)
+
+
+def commit(tmp: Path, p: Path) -> None:
+    """Make the finished temp file `tmp` durable, give it a normal mode and rename it over `p`."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.chmod(tmp, final_mode(p))
+    os.replace(tmp, p)
 
 
 def final_mode(p: Path) -> int:

@@ -37,8 +37,8 @@ def save_session(path: str | os.PathLike, tensors: dict[str, Tensor], meta: dict
     except (TypeError, ValueError) as e:
         raise WorldplayError(f"save_session: meta must be JSON-serialisable ({e}); "
                              f"put tensors in `tensors`, not in meta") from None
-    # Cloned, contiguous CPU copies: safetensors refuses views that share storage.
-    data = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    # Fresh contiguous CPU copies (one copy each): safetensors refuses views that share storage.
+    data = {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True) for k, v in tensors.items()}
     p = Path(path).expanduser()
     with atomic_path(p) as tmp:
         save_file(data, str(tmp), metadata={HEADER_KEY: header})
@@ -88,8 +88,3 @@ def _parse_header(p: Path, header: str | None) -> dict:
     if not isinstance(fmt.get("meta"), dict):
         raise _fail(p, "session header has no meta object; the file is damaged - start a new session")
     return fmt
-
-
-def tensor_bytes(tensors: dict[str, Tensor]) -> int:
-    """Payload size of a session's tensors (for HUD / stats)."""
-    return sum(t.element_size() * t.nelement() for t in tensors.values() if isinstance(t, torch.Tensor))

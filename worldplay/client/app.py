@@ -35,7 +35,7 @@ from worldplay.client.pacing import ChunkFeed, Pacer, RateMeter, wants_feed  # n
 from worldplay.client.pull import DirectPull  # noqa: E402
 from worldplay.client.session_keys import SessionKeys, resume_point  # noqa: E402
 from worldplay.client.side_by_side import SideBySide  # noqa: E402
-from worldplay.client.window import NO_DISPLAY, Window  # noqa: E402, F401 (NO_DISPLAY: kept importable here)
+from worldplay.client.window import Window  # noqa: E402
 from worldplay.client.source import FrameSource  # noqa: E402
 from worldplay.config import ClientConfig, ControlsConfig, ImageConfig  # noqa: E402
 from worldplay.controls import CameraState, FirstPersonCamera, InputFrame  # noqa: E402
@@ -312,12 +312,9 @@ class App:
         if event == "start":            # a visit ended: fresh scene for the next visitor
             self.new_scene()
             scene = getattr(self.source, "scene", None)
-            if scene is None:
-                try:
-                    from worldplay.world.scene import make_scene
-                    scene = make_scene(self.seed, self.prompt)
-                except ImportError:
-                    scene = None
+            if scene is None:           # a source without a scene still gets a walk through one
+                from worldplay.world.scene import make_scene  # noqa: PLC0415 (import on use)
+                scene = make_scene(self.seed, self.prompt)
             self.booth.begin(scene, self.camera.c2w())
             self.paused = self.show_help = False
 

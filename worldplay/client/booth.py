@@ -28,16 +28,12 @@ BOOTH_DISABLED = frozenset({"screenshot", "record", "fullscreen"})  # visitors m
 def attract_path(scene, fps: float, start_c2w: Tensor) -> Tensor:
     """Poses (N, 4, 4) of one lap of the attract loop for `scene` (or a pan if scene is None)."""
     if scene is not None:
-        try:
-            from worldplay.world.trajectories import PATHS, make_trajectory
-        except ImportError:     # trajectories not built: fall through to the pan
-            pass
-        else:
-            name = ATTRACT_PATH if ATTRACT_PATH in PATHS else next(iter(PATHS))
-            n = int(round(ATTRACT_SECONDS * fps))
-            traj = make_trajectory(name, scene, n, fps=fps, seed=int(getattr(scene, "seed", 0)),
-                                   with_revisits=False)   # revisit search is eval-only, O(N^2)
-            return torch.as_tensor(traj.c2w, dtype=torch.float32)
+        from worldplay.world.trajectories import make_trajectory  # noqa: PLC0415 (import on use)
+
+        n = int(round(ATTRACT_SECONDS * fps))
+        traj = make_trajectory(ATTRACT_PATH, scene, n, fps=fps, seed=int(getattr(scene, "seed", 0)),
+                               with_revisits=False)   # revisit search is eval-only, O(N^2)
+        return torch.as_tensor(traj.c2w, dtype=torch.float32)
     yaw, _ = yaw_pitch_of(start_c2w)
     n = int(round(2 * math.pi / FALLBACK_TURN_RATE * fps))    # one full turn, so it loops cleanly
     pos = start_c2w[:3, 3].tolist()

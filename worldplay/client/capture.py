@@ -38,6 +38,13 @@ def stamped_path(folder: str | os.PathLike, prefix: str, suffix: str) -> Path:
     return p
 
 
+def latest_stamped(folder: str | os.PathLike, prefix: str, suffix: str) -> Path | None:
+    """The newest `stamped_path` file of this kind in `folder` (by modification time, then name)."""
+    d = Path(folder).expanduser()
+    files = [p for p in d.glob(f"{prefix}_*{suffix}") if p.is_file()] if d.is_dir() else []
+    return max(files, key=lambda p: (p.stat().st_mtime_ns, p.name)) if files else None
+
+
 def save_png(surface: pygame.Surface, path: str | os.PathLike) -> Path:
     with atomic_path(path, suffix=".png") as tmp:
         pygame.image.save(surface, str(tmp))

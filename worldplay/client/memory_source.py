@@ -15,10 +15,11 @@ from torch import Tensor
 
 from worldplay.client.memory_colour import (ColourMemoryConfig, colour_memory_config, few_threads,
                                             memory_intrinsics)
+from worldplay.client.source import check_chunk
 from worldplay.client.sources import WorldSource
 from worldplay.config import ImageConfig
 from worldplay.memory import MosaicMemory, render_canvas
-from worldplay.memory.warp import splat_view
+from worldplay.memory.warp import warp_view
 from worldplay.world.frame import SKY_DEPTH, Frame
 
 PERCENT = 100.0
@@ -28,15 +29,12 @@ def memory_frame(memory: MosaicMemory, c2w: Tensor, K: Tensor, t: float) -> tupl
     """The memory seen from c2w: a Frame (holes black, depth SKY_DEPTH) and the filled fraction."""
     cfg = memory.cfg
     h, w = cfg.grid_hw
-    shown, zmin = splat_view(memory.store, cfg, c2w, K, (h, w))           # (h*w,) each
-    hit = shown >= 0
-    canvas = torch.zeros(h * w, cfg.feature_dim)
-    canvas[hit] = memory.store.feat[shown[hit]].float().cpu()
-    canvas = canvas.T.reshape(cfg.feature_dim, h, w)                      # (D, h, w)
-    mask = hit.float().cpu().reshape(1, h, w)                             # (1, h, w)
+    canvas, mask, zmin = warp_view(memory.store, cfg, c2w, K, (h, w))    # (D, h, w), (1, h, w), (h, w)
+    canvas, mask, zmin = canvas.cpu(), mask.cpu(), zmin.cpu()
+    hit = mask[0] > 0
     H, W = cfg.image_height, cfg.image_width
     rgb = render_canvas(canvas, mask, W, H)                               # (H, W, 3) uint8
-    z = torch.where(hit, zmin, torch.full_like(zmin, SKY_DEPTH)).cpu().reshape(h, w)
+    z = torch.where(hit, zmin, torch.full_like(zmin, SKY_DEPTH))                # (h, w)
     z = z.repeat_interleave(cfg.patch_px, 0).repeat_interleave(cfg.patch_px, 1)  # (padded_h, W)
     depth = z[cfg.pad_top:cfg.pad_top + H].contiguous()                  # (H, W)
     frame = Frame(rgb=rgb, depth=depth, dynamic=torch.zeros(H, W, dtype=torch.bool),
@@ -76,9 +74,7 @@ class MemorySource:
 
     def frames(self, c2w: Tensor, times: Tensor) -> list[Frame]:
         """c2w (F, 4, 4), times (F,) seconds -> one memory-only Frame per pose."""
-        if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or times.shape != c2w.shape[:1]:
-            raise ValueError(f"MemorySource.frames wants c2w (F, 4, 4) and times (F,); "
-                             f"got {tuple(c2w.shape)} and {tuple(times.shape)}")
+        check_chunk("MemorySource", c2w, times)
         out = []
         for pose, t in zip(c2w, times):
             pose = pose.detach().cpu().float()

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from worldplay.client.capture import stamped_path
+from worldplay.client.capture import latest_stamped, stamped_path
 from worldplay.client.edit_mode import EditConfig, EditMode
 from worldplay.client.hud import memory_line
 from worldplay.client.memory_colour import (ColourFeeder, ColourMemoryConfig, few_threads, memory_intrinsics,
@@ -45,13 +45,6 @@ class MemoryUiConfig:
     colour: ColourMemoryConfig = field(default_factory=ColourMemoryConfig)  # the client's own memory
     minimap: MinimapConfig = field(default_factory=MinimapConfig)           # the M overlay
     edit: EditConfig = field(default_factory=EditConfig)                    # the E mode
-
-
-def latest_session(folder: str | os.PathLike) -> Path | None:
-    """The newest memory file in `folder` (by modification time, then name), or None."""
-    d = Path(folder).expanduser()
-    files = [p for p in d.glob(f"{SESSION_PREFIX}_*{SESSION_SUFFIX}") if p.is_file()] if d.is_dir() else []
-    return max(files, key=lambda p: (p.stat().st_mtime_ns, p.name)) if files else None
 
 
 class MemoryUi:
@@ -156,7 +149,7 @@ class MemoryUi:
 
     def load(self) -> Path | None:
         """Restore the newest saved memory in place; a bad file changes nothing."""
-        path = latest_session(self.folder)
+        path = latest_stamped(self.folder, SESSION_PREFIX, SESSION_SUFFIX)
         if path is None:
             self.say(f"no saved memory in {self.folder}; F6 saves one")
             return None

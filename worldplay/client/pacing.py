@@ -23,7 +23,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from worldplay.client.pull import checked
+from worldplay.client.source import checked
 from worldplay.controls import CameraState, FirstPersonCamera, InputFrame
 from worldplay.errors import WorldplayError
 from worldplay.world.frame import Frame

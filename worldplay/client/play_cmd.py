@@ -86,13 +86,9 @@ def run(args: argparse.Namespace) -> int:
         from worldplay.fileio import check_writable
         check_writable(args.record)
     prompt = " ".join(args.prompt) if args.prompt else None
-    if args.device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise WorldplayError("--device cuda: torch sees no CUDA device here; use --device cpu")
+    from worldplay.client.sources import make_source, model_source, resolve_device
 
-    from worldplay.client.sources import make_source, model_source
-
+    device = resolve_device(args.device)     # a bad or missing device fails before any scene is built
     base = ClientConfig()
     client = ClientConfig(scale=args.scale, fullscreen=args.fullscreen or args.booth,
                           booth_idle_seconds=args.idle_seconds or base.booth_idle_seconds,
@@ -100,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
     controls = ControlsConfig(mouse_sensitivity=ControlsConfig.mouse_sensitivity * args.sensitivity,
                               invert_y=args.invert_y)
     if args.model is not None:
-        source = model_source(args.model, args.scene, prompt, args.device)
+        source = model_source(args.model, args.scene, prompt, device)
     else:
-        source = make_source(args.source, args.scene, prompt, args.device)
+        source = make_source(args.source, args.scene, prompt, device)
     try:
         if args.session is not None:
             source.load(args.session)     # the app starts at the session's last pose

@@ -14,21 +14,12 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from worldplay.client.source import checked
 from worldplay.controls import FirstPersonCamera, InputFrame
-from worldplay.errors import WorldplayError
 from worldplay.world.frame import Frame
 
 SOURCE_MS_EMA = 0.2      # weight of the newest source timing in the HUD's ms/frame
 WARMUP_PULLS = 2         # source calls shown raw before the ms/frame EMA starts
-
-
-def checked(frames, source, n: int) -> list[Frame]:
-    """The frames as a list; none at all is a broken source, said in one line."""
-    frames = list(frames)
-    if not frames:
-        raise WorldplayError(f"frame source {getattr(source, 'name', '?')!r} returned no frames for "
-                             f"{n} poses; it is broken, try --source world")
-    return frames
 
 
 class DirectPull:

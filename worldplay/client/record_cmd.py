@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _validate(args) -> tuple:
     """Everything that can fail before rendering: (source, trajectory, out path)."""
-    from worldplay.client.sources import make_source, resolve_device  # noqa: PLC0415
+    from worldplay.client.sources import make_source, model_source, resolve_device  # noqa: PLC0415
     from worldplay.fileio import check_writable  # noqa: PLC0415
     from worldplay.world.scene import make_scene  # noqa: PLC0415
     from worldplay.world.trajectories import resolve_path  # noqa: PLC0415
@@ -65,8 +65,7 @@ def _validate(args) -> tuple:
     scene = make_scene(args.scene, args.prompt)
     traj = resolve_path(args.path, scene, n, args.fps, args.scene, with_revisits=False)
     if args.model is not None:
-        from worldplay.stream.model_source import ModelSource  # noqa: PLC0415
-        source = ModelSource(args.model, args.scene, args.prompt, device, lookahead=True)
+        source = model_source(args.model, args.scene, args.prompt, device)
     else:
         source = make_source(args.source, args.scene, args.prompt, device)
     return source, traj, out

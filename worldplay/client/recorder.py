@@ -1,8 +1,9 @@
 """H.264 mp4 recording with PyAV, safe against crashes, Ctrl-C and full disks.
 
 Frames go to a hidden temp file next to the target (`.NAME.XXXX.mp4`); `close()` flushes the
-encoder, fsyncs and renames it into place. So a SIGKILL leaves only the hidden temp file and
-never a truncated target. An exception or Ctrl-C inside `with Mp4Recorder(...)` still finalises
+encoder, then fsyncs and renames it into place (fileio.commit, as every atomic write does). So a
+SIGKILL leaves only the hidden temp file and never a truncated target. Not `atomic_path`: that
+drops the temp file on an exception, and a recording is kept. An exception or Ctrl-C inside `with Mp4Recorder(...)` still finalises
 what was recorded (a playable, shorter mp4) before the exception propagates: the user keeps
 the walk they recorded. A recorder that wrote nothing leaves no file (and an existing target
 untouched).
@@ -11,15 +12,13 @@ untouched).
 from __future__ import annotations
 
 import errno
-import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from worldplay.errors import WorldplayError
-from worldplay.fileio import check_writable, final_mode
+from worldplay.fileio import check_writable, commit, temp_beside
 
 # Tried in order: libx264 is in the PyAV wheels; the others cover FFmpeg builds without it.
 H264_ENCODERS = ("libx264", "libopenh264", "h264_nvenc", "h264_videotoolbox")
@@ -64,12 +63,9 @@ class Mp4Recorder:
         self.frames_written = 0
         self.codec = pick_h264_encoder()
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".mp4", dir=self.path.parent)
+            self.tmp_path = temp_beside(self.path, ".mp4")
         except OSError as e:
             raise WorldplayError(f"cannot write in {self.path.parent} ({e.strerror}); pick another output file") from e
-        os.close(fd)
-        self.tmp_path = Path(tmp)
-        os.chmod(self.tmp_path, final_mode(self.path))   # mkstemp makes 0600; recordings are for sharing
         try:
             self._container = av.open(str(self.tmp_path), mode="w", format="mp4")
             rate = Fraction(fps).limit_denominator(MAX_FPS_DENOMINATOR)
@@ -125,9 +121,7 @@ class Mp4Recorder:
         try:
             self._mux(self._stream.encode(None))                          # drain delayed frames
             self._container.close()
-            with open(self.tmp_path, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(self.tmp_path, self.path)
+            commit(self.tmp_path, self.path)
         except WorldplayError:
             raise
         except BaseException as e:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from worldplay.client.capture import stamped_path
+from worldplay.client.capture import latest_stamped, stamped_path
 from worldplay.controls import CameraState
 from worldplay.errors import WorldplayError
 
@@ -31,9 +31,7 @@ def has_sessions(source) -> bool:
 
 def latest_session(folder: str | os.PathLike) -> Path | None:
     """The newest session file in `folder` (by modification time, then name), or None."""
-    d = Path(folder).expanduser()
-    files = [p for p in d.glob(f"{SESSION_PREFIX}_*{SESSION_SUFFIX}") if p.is_file()] if d.is_dir() else []
-    return max(files, key=lambda p: (p.stat().st_mtime_ns, p.name)) if files else None
+    return latest_stamped(folder, SESSION_PREFIX, SESSION_SUFFIX)
 
 
 def resume_point(source) -> tuple[CameraState | None, float]:

@@ -2,7 +2,8 @@
 
 The world renderer is the first source (ground truth); the explicit-warp baseline, the
 memory-only view and the model streamer plug in the same way. Sources produce `chunk` frames
-per call because the model generates chunks; the renderer uses chunk = 1.
+per call because the model generates chunks; the renderer uses chunk = 1. `check_chunk` (what
+goes in) and `checked` (what comes out) hold a source to that contract.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
+from worldplay.errors import WorldplayError
 from worldplay.world.frame import Frame
 
 
@@ -27,3 +29,19 @@ class FrameSource(Protocol):
 
     def hud(self) -> dict[str, str]:
         """Short key/value lines for the HUD (source frame time, scene, memory stats...)."""
+
+
+def check_chunk(who: str, c2w: Tensor, times: Tensor) -> None:
+    """The `frames` contract: c2w (F, 4, 4) and times (F,); a mismatch is a caller's bug."""
+    if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or times.shape != c2w.shape[:1]:
+        raise ValueError(f"{who}.frames wants c2w (F, 4, 4) and times (F,); "
+                         f"got {tuple(c2w.shape)} and {tuple(times.shape)}")
+
+
+def checked(frames, source, n: int) -> list[Frame]:
+    """The frames a source returned, as a list; none at all is a broken source, said in one line."""
+    frames = list(frames)
+    if not frames:
+        raise WorldplayError(f"frame source {getattr(source, 'name', '?')!r} returned no frames for "
+                             f"{n} poses; it is broken, try --source world")
+    return frames

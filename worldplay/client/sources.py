@@ -14,7 +14,7 @@ from typing import Callable
 
 from torch import Tensor
 
-from worldplay.client.source import FrameSource
+from worldplay.client.source import FrameSource, check_chunk
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.world.frame import Frame
@@ -68,9 +68,7 @@ class WorldSource:
 
     def frames(self, c2w: Tensor, times: Tensor) -> list[Frame]:
         """c2w (chunk, 4, 4), times (chunk,) seconds -> one rendered Frame per pose."""
-        if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or times.shape != c2w.shape[:1]:
-            raise ValueError(f"WorldSource.frames wants c2w (F, 4, 4) and times (F,); "
-                             f"got {tuple(c2w.shape)} and {tuple(times.shape)}")
+        check_chunk("WorldSource", c2w, times)
         out = []
         for pose, t in zip(c2w, times):
             start = time.perf_counter()

@@ -31,8 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from worldplay.camera import invert_se3, rotation_angle_deg, scale_intrinsics, so3_exp
+from worldplay.camera import (invert_se3, make_pose, rotation_angle_deg, scale_intrinsics,
+                              so3_exp)
 from worldplay.errors import WorldplayError
+from worldplay.eval.metrics import to_unit
 from worldplay.world.frame import SKY_DEPTH
 
 HUBER_K = 1.345            # Huber threshold in robust sigmas: 95% efficiency on Gaussian noise
@@ -125,7 +127,6 @@ def _pyramid(gt: Tensor, gen: Tensor, depth: Tensor, valid: Tensor, K: Tensor, c
 
 def _template(gt: Tensor, depth: Tensor, valid: Tensor, K: Tensor):
     """Lift valid GT pixels: 3D points (N, 3), their colours (N, 3) and IC Jacobians (N, 3, 6)."""
-    _, _, h, w = gt.shape
     gx = torch.zeros_like(gt)
     gy = torch.zeros_like(gt)
     gx[..., 1:-1] = 0.5 * (gt[..., 2:] - gt[..., :-2])
@@ -196,10 +197,7 @@ def _robust(r: Tensor, ok: Tensor, sigma: float, loss: str) -> tuple[Tensor, flo
 
 def _retract(delta: Tensor) -> Tensor:
     """exp(delta)^-1 as a 4x4, delta = (v, w). A first-order retraction is enough: IC iterates."""
-    D = torch.eye(4, dtype=delta.dtype)
-    D[:3, :3] = so3_exp(delta[3:])
-    D[:3, 3] = delta[:3]
-    return invert_se3(D)
+    return invert_se3(make_pose(so3_exp(delta[3:]), delta[:3]))
 
 
 def _align_level(P, col, J, gen, K, T, cfg: PoseConfig, tol: float):
@@ -254,8 +252,7 @@ def estimate_pose(gen_rgb: Tensor, gt_rgb: Tensor, gt_depth: Tensor, K: Tensor, 
     if gen_rgb.shape != gt_rgb.shape or gt_rgb.shape[:2] != gt_depth.shape:
         raise WorldplayError(f"pose estimation needs matching frames: generated {tuple(gen_rgb.shape)}, "
                              f"GT {tuple(gt_rgb.shape)}, depth {tuple(gt_depth.shape)}")
-    gt = gt_rgb.permute(2, 0, 1)[None].float() / 255.0             # (1, 3, H, W)
-    gen = gen_rgb.permute(2, 0, 1)[None].float() / 255.0
+    gt, gen = to_unit(gt_rgb), to_unit(gen_rgb)                    # (1, 3, H, W) each
     depth = gt_depth.float()[None, None]                           # (1, 1, H, W)
     valid = (depth > MIN_DEPTH) & (depth < cfg.max_depth) & torch.isfinite(depth)
     if cfg.mask_dynamic and dynamic is not None:

@@ -21,6 +21,7 @@ from worldplay.camera import intrinsics, look_at
 from worldplay.errors import WorldplayError
 from worldplay.memory.config import MemoryConfig
 from worldplay.memory.memory import MosaicMemory
+from worldplay.memory.store import K_to_intr
 
 AREA_HALF = 20.0            # metres: cameras and points live in [-20, 20]^2 on the ground
 WALL_HEIGHT = 6.0           # metres
@@ -55,7 +56,7 @@ def fill_random(mem: MosaicMemory, n: int, seed: int = 0) -> int:
     s.feat[:n] = torch.randn(n, cfg.feature_dim, generator=g).to(s.feat.dtype)
     s.centre[:n], s.c2w[:n], s.size[:n] = pts, c2w, depth * cfg.patch_px / K[0, 0]
     s.vdir[:n] = torch.nn.functional.normalize(pts - cams, dim=-1)
-    s.intr[:n] = torch.stack([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+    s.intr[:n] = K_to_intr(K)
     s.time[:n] = torch.rand(n, generator=g, dtype=torch.float64) * SPAN_SECONDS
     s.dynamic[:n] = 0.0
     s.key[:n] = torch.arange(n)

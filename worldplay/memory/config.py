@@ -104,17 +104,16 @@ class MemoryConfig:
         return cls(**d)
 
 
-def grid_coords(uv: torch.Tensor, cfg: MemoryConfig, grid: tuple[int, int] | None = None) -> torch.Tensor:
-    """Pixels (..., 2) as (u, v) -> fractional (y, x) in a grid laid over the padded frame.
+def grid_coords(u, v, cfg: MemoryConfig, grid: tuple[int, int] | None = None):
+    """Pixel column u and row v (tensors or floats) -> fractional (y, x) in a grid laid over the
+    padded frame.
 
     `grid` defaults to the token grid; a finer grid (e.g. the 24x40 latent grid) divides the same
     padded frame into smaller cells. Cell (i, j)'s centre is at exactly (i, j).
     """
     h, w = grid or cfg.grid_hw
     cell_h, cell_w = cfg.padded_h / h, cfg.image_width / w
-    y = (uv[..., 1] + cfg.pad_top) / cell_h - 0.5
-    x = uv[..., 0] / cell_w - 0.5
-    return torch.stack([y, x], dim=-1)
+    return (v + cfg.pad_top) / cell_h - 0.5, u / cell_w - 0.5
 
 
 def patch_centres_uv(cfg: MemoryConfig, dtype=torch.float32, device=None) -> torch.Tensor:

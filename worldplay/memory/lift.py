@@ -16,7 +16,7 @@ from torch import Tensor
 from worldplay.camera import unproject
 from worldplay.errors import WorldplayError
 from worldplay.memory.config import MemoryConfig, patch_centres_uv
-from worldplay.memory.store import Patches
+from worldplay.memory.store import K_to_intr, Patches
 
 
 def check_pose(c2w: Tensor, K: Tensor) -> None:
@@ -66,7 +66,7 @@ def lift_frame(features: Tensor, depth: Tensor, c2w: Tensor, K: Tensor, t: float
     z = d.reshape(-1)[idx].to(features.device)
     centre = unproject(uv, z, c2w.to(features.device), K.to(features.device))  # (n, 3)
     n = idx.numel()
-    intr = torch.stack([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]).to(features.device)
+    intr = K_to_intr(K).to(features.device)
     return Patches(
         feat=features.reshape(h * w, -1)[idx],                            # (n, D)
         centre=centre,

@@ -20,7 +20,7 @@ from worldplay.memory import edit
 from worldplay.memory.config import MemoryConfig, grid_coords
 from worldplay.memory.lift import check_pose, lift_frame
 from worldplay.memory.retrieve import MemoryBatch, retrieve
-from worldplay.memory.rgb import RGB, rgb_features
+from worldplay.memory.rgb import RGB, colour_sub, rgb_features
 from worldplay.memory.store import EntryStore, Patches
 from worldplay.memory.warp import depth_canvas, warp_canvas
 from worldplay.session_file import load_session, save_session
@@ -57,8 +57,8 @@ class MosaicMemory:
         """Insert an outside view: a uint8 (H, W, 3) image (colour memories only) or (h, w, D) features."""
         x = rgb_or_features
         if x.dtype == torch.uint8:
-            sub = int(round(math.sqrt(self.cfg.feature_dim / RGB)))
-            if sub * sub * RGB != self.cfg.feature_dim:
+            sub = colour_sub(self.cfg.feature_dim)
+            if sub is None:
                 raise WorldplayError(f"import_view: this memory stores {self.cfg.feature_dim}-dim features, not "
                                      f"colours; encode the image to features first (or use a colour memory "
                                      f"with feature_dim = 3 * sub * sub)")
@@ -85,7 +85,7 @@ class MosaicMemory:
         """z-depth of the nearest remembered surface under pixel uv = (u, v), or None."""
         check_pose(c2w, K)
         zmap = depth_canvas(self.store, self.cfg, c2w, K)                     # (h, w)
-        gy, gx = grid_coords(torch.tensor(uv, dtype=torch.float32), self.cfg).tolist()
+        gy, gx = map(float, grid_coords(*torch.tensor(uv, dtype=torch.float32), self.cfg))
         y, x = math.floor(gy + 0.5), math.floor(gx + 0.5)
         if not (0 <= y < zmap.shape[0] and 0 <= x < zmap.shape[1]) or not math.isfinite(float(zmap[y, x])):
             return None
@@ -113,7 +113,7 @@ class MosaicMemory:
     def state_dict(self) -> dict[str, Tensor]:
         s = self.store
         meta = {"config": self.cfg.to_dict(), "counters": {k: getattr(s, k) for k in s.COUNTERS}}
-        sd = {name: getattr(s, name)[:s.n_used].detach().cpu().clone() for name in s.TENSORS}
+        sd = {name: getattr(s, name)[:s.n_used].to("cpu", copy=True) for name in s.TENSORS}
         sd[META_KEY] = torch.frombuffer(bytearray(json.dumps(meta).encode()), dtype=torch.uint8).clone()
         return sd
 

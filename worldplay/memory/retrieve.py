@@ -18,7 +18,7 @@ from torch import Tensor
 from worldplay.errors import WorldplayError
 from worldplay.memory.config import MemoryConfig
 from worldplay.memory.splat import Candidates, as_targets, project_candidates, zbuffer
-from worldplay.memory.store import EntryStore
+from worldplay.memory.store import EntryStore, intr_to_K
 
 
 @dataclass
@@ -44,14 +44,6 @@ class MemoryBatch:
 
     def to(self, device) -> "MemoryBatch":
         return MemoryBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-
-def intr_to_K(intr: Tensor) -> Tensor:
-    """(N, 4) (fx, fy, cx, cy) -> (N, 3, 3)."""
-    K = torch.zeros(intr.shape[0], 3, 3, dtype=intr.dtype, device=intr.device)
-    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2] = intr.unbind(-1)
-    K[:, 2, 2] = 1.0
-    return K
 
 
 def _rank_scores(store: EntryStore, cfg: MemoryConfig, c: Candidates, zmin_own: Tensor,
@@ -121,8 +113,8 @@ def retrieve(store: EntryStore, cfg: MemoryConfig, c2w: Tensor, K: Tensor, budge
     ids = c.ids[sel]
     batch = MemoryBatch(
         features=store.feat[ids].float(), pos_yx=torch.stack([c.gy[sel], c.gx[sel]], dim=-1),
-        target=c.target[sel], src_c2w=store.c2w[ids].clone(), src_K=intr_to_K(store.intr[ids]),
-        times=store.time[ids].clone(), depth=c.z[sel], valid=torch.ones_like(ids, dtype=torch.bool), ids=ids)
+        target=c.target[sel], src_c2w=store.c2w[ids], src_K=intr_to_K(store.intr[ids]),
+        times=store.time[ids], depth=c.z[sel], valid=torch.ones_like(ids, dtype=torch.bool), ids=ids)
     return pad_batch(batch, budget, K[0].to(store.device)) if pad else batch
 
 

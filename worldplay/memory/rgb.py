@@ -20,6 +20,12 @@ RGB = 3
 UINT8_MAX = 255.0
 
 
+def colour_sub(dim: int) -> int | None:
+    """`sub` of colour features with `dim` = 3 * sub * sub channels; None if `dim` is not that."""
+    sub = round(math.sqrt(dim / RGB))
+    return sub if sub * sub * RGB == dim else None
+
+
 def _padding(height: int, padded: int) -> tuple[int, int]:
     top = (padded - height) // 2
     return top, padded - height - top
@@ -54,8 +60,8 @@ def render_canvas(canvas: Tensor, mask: Tensor | None = None, width: int = 640, 
     cropped; cells the mask marks empty show `background`.
     """
     D, h, w = canvas.shape
-    sub = int(round(math.sqrt(D / RGB)))
-    if sub * sub * RGB != D:
+    sub = colour_sub(D)
+    if sub is None:
         raise WorldplayError(f"render_canvas needs colour features (3 * sub * sub channels), got {D}")
     if width % (w * sub):
         raise WorldplayError(f"render_canvas: width {width} is not a whole multiple of the canvas "

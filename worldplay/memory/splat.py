@@ -17,7 +17,7 @@ from torch import Tensor
 
 from worldplay.camera import invert_se3
 from worldplay.errors import WorldplayError
-from worldplay.memory.config import MemoryConfig
+from worldplay.memory.config import MemoryConfig, grid_coords
 from worldplay.memory.store import EntryStore
 
 
@@ -92,12 +92,11 @@ def project_candidates(store: EntryStore, cfg: MemoryConfig, c2w: Tensor, K: Ten
     fx, fy, cx0, cy0 = (K[:, i, j].index_select(0, t_idx) for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
     u = fx * xc / zc + cx0
     v = fy * yc / zc + cy0
-    cell_h, cell_w = cfg.padded_h / h, cfg.image_width / w
-    gy = (v + cfg.pad_top) / cell_h - 0.5
-    gx = u / cell_w - 0.5
+    gy, gx = grid_coords(u, v, cfg, grid)
     # The frustum test put gy in [-0.5, h - 0.5); the clamp only catches rounding at the edges.
     cy = torch.floor(gy + 0.5).long().clamp_(0, h - 1)
     cx = torch.floor(gx + 0.5).long().clamp_(0, w - 1)
+    cell_w = cfg.image_width / w                                           # pixels per grid column
     ext = store.size.index_select(0, ids) * (fx * cfg.splat_scale / cell_w) / zc
     cell = (t_idx * h + cy) * w + cx
     return Candidates(target=t_idx, ids=ids, gy=gy, gx=gx, z=zc, ext=ext, cell=cell)

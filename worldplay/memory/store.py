@@ -41,8 +41,18 @@ class Patches:
     def select(self, idx: Tensor) -> "Patches":
         return Patches(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
-    def clone(self) -> "Patches":
-        return Patches(**{f.name: getattr(self, f.name).clone() for f in fields(self)})
+
+def K_to_intr(K: Tensor) -> Tensor:
+    """Pixel K (3, 3) -> (4,) (fx, fy, cx, cy), the layout of `Patches.intr`."""
+    return torch.stack([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+
+
+def intr_to_K(intr: Tensor) -> Tensor:
+    """(N, 4) (fx, fy, cx, cy) -> (N, 3, 3)."""
+    K = torch.zeros(intr.shape[0], 3, 3, dtype=intr.dtype, device=intr.device)
+    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2] = intr.unbind(-1)
+    K[:, 2, 2] = 1.0
+    return K
 
 
 def view_keys(centre: Tensor, cam_centre: Tensor, cfg: MemoryConfig) -> Tensor:
@@ -185,8 +195,7 @@ class EntryStore:
         return self.valid[:self.n_used].nonzero()[:, 0]
 
     def gather(self, ids: Tensor) -> Patches:
-        """Copies of the entries `ids` (features as float32)."""
-        return Patches(feat=self.feat[ids].float(), centre=self.centre[ids].clone(),
-                       c2w=self.c2w[ids].clone(), intr=self.intr[ids].clone(),
-                       size=self.size[ids].clone(), time=self.time[ids].clone(),
-                       dynamic=self.dynamic[ids].clone())
+        """Copies of the entries `ids` (features as float32); indexing by a tensor already copies."""
+        p = Patches(**{f.name: getattr(self, f.name)[ids] for f in fields(Patches)})
+        p.feat = p.feat.float()
+        return p

@@ -39,6 +39,21 @@ def splat_view(store: EntryStore, cfg: MemoryConfig, c2w: Tensor, K: Tensor, gri
     return shown, zmin
 
 
+def warp_view(store: EntryStore, cfg: MemoryConfig, c2w: Tensor, K: Tensor,
+              grid: tuple[int, int] | None = None, ids: Tensor | None = None,
+              min_age: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+    """warp_canvas's canvas and mask, plus the depth (h, w) of the surface shown in each cell
+    (+inf where empty), for callers that show the canvas as a frame with depth."""
+    h, w = grid or cfg.grid_hw
+    shown, zmin = splat_view(store, cfg, c2w, K, (h, w), ids, min_age)
+    hit = shown >= 0
+    canvas = torch.zeros(h * w, cfg.feature_dim, device=store.device)
+    canvas[hit] = store.feat[shown[hit]].float()
+    canvas = canvas.T.reshape(cfg.feature_dim, h, w)                        # (D, h, w)
+    mask = hit.float().reshape(1, h, w)                                     # (1, h, w)
+    return canvas, mask, zmin.reshape(h, w)
+
+
 def warp_canvas(store: EntryStore, cfg: MemoryConfig, c2w: Tensor, K: Tensor,
                 grid: tuple[int, int] | None = None, ids: Tensor | None = None,
                 min_age: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -47,13 +62,7 @@ def warp_canvas(store: EntryStore, cfg: MemoryConfig, c2w: Tensor, K: Tensor,
     grid defaults to the token grid; ids restricts the splat to those entries (e.g. the ones
     retrieve() returned) instead of all of memory.
     """
-    h, w = grid or cfg.grid_hw
-    shown, _ = splat_view(store, cfg, c2w, K, (h, w), ids, min_age)
-    hit = shown >= 0
-    canvas = torch.zeros(h * w, cfg.feature_dim, device=store.device)
-    canvas[hit] = store.feat[shown[hit]].float()
-    canvas = canvas.T.reshape(cfg.feature_dim, h, w)                        # (D, h, w)
-    mask = hit.float().reshape(1, h, w)                                     # (1, h, w)
+    canvas, mask, _ = warp_view(store, cfg, c2w, K, grid, ids, min_age)
     return canvas, mask
 
 

@@ -1,6 +1,9 @@
 """Reference attention over the streamer's segments: [sink | window | memory | current].
 
-Plain torch, straightforward on purpose: the Triton kernels are tested against it.
+Plain torch, straightforward on purpose: it states the encodings and mask rules in one place and
+the tests check PRoPE / RoPE / cache invariances through it. The DiT itself uses only the
+encoders here (encode_q / encode_kv / decode_o), with its own mask (dit.full_mask) and the
+attention dispatch of kernels/ (whose torch reference is kernels/attention.py).
 
 The key sequence is the concatenation of the segments. The *fresh* tokens - the last
 `q.shape[2]` of the sequence - come in raw (q, k, v) with their cameras and positions, and are
@@ -79,15 +82,23 @@ def build_block_mask(seg: Segments, n_query: int, mode: str = "bidirectional", d
 
 def encode_q(q: Tensor, layout: HeadLayout, cams: ProjCams | None, pos: Tensor | None,
              rope_base: float = DEFAULT_BASE) -> Tensor:
-    return _encode(q, layout, cams, pos, rope_base, prope_q)
+    return _encode(q, layout, cams, _angles(layout, pos, rope_base), prope_q)
 
 
 def encode_kv(k: Tensor, v: Tensor, layout: HeadLayout, cams: ProjCams | None, pos: Tensor | None,
               rope_base: float = DEFAULT_BASE) -> tuple[Tensor, Tensor]:
     """K and V as they go into the cache: PRoPE on both, RoPE on K only."""
-    k = _encode(k, layout, cams, pos, rope_base, prope_kv)
-    v = _encode(v, layout, cams, None, rope_base, prope_kv)
+    k = _encode(k, layout, cams, _angles(layout, pos, rope_base), prope_kv)
+    v = _encode(v, layout, cams, None, prope_kv)
     return k, v
+
+
+def encode_qkv(q: Tensor, k: Tensor, v: Tensor, layout: HeadLayout, cams: ProjCams | None,
+               pos: Tensor | None, rope_base: float = DEFAULT_BASE) -> tuple[Tensor, Tensor, Tensor]:
+    """encode_q and encode_kv for tokens that share positions, with the RoPE angles computed once."""
+    rope = _angles(layout, pos, rope_base)
+    return (_encode(q, layout, cams, rope, prope_q), _encode(k, layout, cams, rope, prope_kv),
+            _encode(v, layout, cams, None, prope_kv))
 
 
 def decode_o(o: Tensor, layout: HeadLayout, cams: ProjCams | None) -> Tensor:
@@ -98,16 +109,22 @@ def decode_o(o: Tensor, layout: HeadLayout, cams: ProjCams | None) -> Tensor:
     return torch.cat([prope_o(o[..., :p], cams), o[..., p:]], dim=-1)
 
 
-def _encode(x: Tensor, layout: HeadLayout, cams, pos, rope_base, prope_fn) -> Tensor:
+def _angles(layout: HeadLayout, pos: Tensor | None, rope_base: float) -> tuple[Tensor, Tensor] | None:
+    """(cos, sin) of the RoPE block, or None when there is no RoPE to apply."""
+    if pos is None or not layout.rope_total:
+        return None
+    return rope_angles(pos, layout.rope_dims, rope_base)
+
+
+def _encode(x: Tensor, layout: HeadLayout, cams, rope: tuple[Tensor, Tensor] | None, prope_fn) -> Tensor:
     if x.shape[-1] != layout.head_dim:
         raise WorldplayError(f"attention: head_dim {x.shape[-1]} does not match the layout's {layout.head_dim}")
     p = layout.prope_dims
     head, tail = x[..., :p], x[..., p:]
     if cams is not None and p:
         head = prope_fn(head, cams)
-    if pos is not None and layout.rope_total:
-        cos, sin = rope_angles(pos, layout.rope_dims, rope_base)
-        tail = apply_rope(tail, cos, sin)
+    if rope is not None:
+        tail = apply_rope(tail, *rope)
     return torch.cat([head, tail], dim=-1)
 
 
@@ -131,8 +148,7 @@ def segment_attention(q: Tensor, k: Tensor, v: Tensor, *, segments: Segments, la
     if n_cache and (cache_k is None or cache_k.shape[2] != n_cache or cache_v.shape[2] != n_cache):
         got = None if cache_k is None else cache_k.shape[2]
         raise WorldplayError(f"attention: segments {segments} need {n_cache} cached tokens, got {got}")
-    qe = encode_q(q, layout, cams, pos, rope_base)
-    ke, ve = encode_kv(k, v, layout, cams, pos, rope_base)
+    qe, ke, ve = encode_qkv(q, k, v, layout, cams, pos, rope_base)
     keys = torch.cat([cache_k, ke], dim=2) if n_cache else ke                # (B, H, Nk, Dh)
     vals = torch.cat([cache_v, ve], dim=2) if n_cache else ve
     mask = build_block_mask(segments, Nf, mask_mode, q.device)[None, None]   # (1, 1, Nf, Nk)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kernels.dispatch import attention as kernel_attention
-from worldplay.model.attention import decode_o, encode_kv, encode_q
+from worldplay.model.attention import decode_o, encode_qkv
 from worldplay.model.blocks import DiTBlock, FinalLayer
 from worldplay.model.embed import PatchEmbed, PromptEmbed, TimestepEmbed, unpatchify
 from worldplay.model.presets import ModelConfig
@@ -203,8 +203,7 @@ class DiT(nn.Module):
         all_pos = torch.cat(pos, dim=1)                                           # (B, N, 3)
 
         def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-            qe = encode_q(q, self.layout, all_cams, all_pos)
-            ke, ve = encode_kv(k, v, self.layout, all_cams, all_pos)
+            qe, ke, ve = encode_qkv(q, k, v, self.layout, all_cams, all_pos)
             o = F.scaled_dot_product_attention(qe, ke, ve, attn_mask=mask[:, None])  # (B, H, N, Dh)
             return decode_o(o, self.layout, all_cams)
 
@@ -255,8 +254,7 @@ class DiT(nn.Module):
         def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
             view = cache.view(layer) if cache is not None else None   # read before write_chunk
             ck, cv = (view.k, view.v) if view is not None and view.valid_len else (None, None)
-            qe = encode_q(q, self.layout, cams, pos)
-            ke, ve = encode_kv(k, v, self.layout, cams, pos)
+            qe, ke, ve = encode_qkv(q, k, v, self.layout, cams, pos)   # RoPE angles once for q and k
             mk, mv = mem_kv[layer] if mem_kv is not None else (None, None)
             # Every fresh query may see every key ([cache | memory | chunk] for the chunk, [cache |
             # memory] for memory tokens, which are then the fresh ones) except padded memory

@@ -67,17 +67,15 @@ class KVCache:
 
     # ---- bookkeeping ----
 
-    @property
-    def sink_filled(self) -> int:
-        return min(self.chunks_written, self.sink_chunks)
-
-    @property
-    def ring_filled(self) -> int:
-        return min(max(self.chunks_written - self.sink_chunks, 0), self.window_chunks)
+    def _valid_tokens(self, chunks: int) -> int:
+        """Cached tokens after `chunks` commits: the filled sink plus the filled ring."""
+        sink = min(chunks, self.sink_chunks)
+        ring = min(max(chunks - self.sink_chunks, 0), self.window_chunks)
+        return (sink + ring) * self.chunk_tokens
 
     @property
     def valid_len(self) -> int:
-        return (self.sink_filled + self.ring_filled) * self.chunk_tokens
+        return self._valid_tokens(self.chunks_written)
 
     @property
     def nbytes(self) -> int:
@@ -169,8 +167,7 @@ class KVCache:
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         """Copy a saved state into the existing buffers (never reallocates)."""
         chunks = int(state["chunks_written"])
-        n = (min(chunks, self.sink_chunks)
-             + min(max(chunks - self.sink_chunks, 0), self.window_chunks)) * self.chunk_tokens
+        n = self._valid_tokens(chunks)
         want = (self.layers, self.batch, self.heads, n, self.head_dim)
         if tuple(state["k"].shape) != want or tuple(state["v"].shape) != want \
                 or tuple(state["pos"].shape) != (n, POS_DIMS):

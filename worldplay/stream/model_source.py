@@ -43,7 +43,7 @@ def build_streamer(model: str = "tiny-random", device: str = "cpu", seed: int = 
     """A Streamer for a registry name or checkpoint path; random entries are built from their seed.
     Checkpoint tensors are named "dit.<param>" and "vae.<param>"; every shape is checked."""
     cfg, state, info = load_checkpoint(model, registry=registry)
-    dit, vae = _modules(cfg, info.seed or 0)
+    dit, vae = DiT(cfg, seed=info.seed or 0), RGBDVAE(cfg.vae, seed=info.seed or 0)
     sha = None   # random weights: the streamer fingerprints them when a session is saved
     if state is not None:
         expected = {**{DIT_PREFIX + k: s for k, s in shapes_of(dit).items()},
@@ -55,10 +55,6 @@ def build_streamer(model: str = "tiny-random", device: str = "cpu", seed: int = 
     dit = dit.to(dtype)   # the VAE stays float32: a few % of the FLOPs, and its inputs are float32
     return Streamer(cfg, dit, vae, device=device, seed=seed, steps=steps, memory_mode=memory,
                     checkpoint_sha=sha), info
-
-
-def _modules(cfg, seed: int) -> tuple[DiT, RGBDVAE]:
-    return DiT(cfg, seed=seed), RGBDVAE(cfg.vae, seed=seed)
 
 
 class ModelSource:
@@ -76,7 +72,7 @@ class ModelSource:
         self.chunk = streamer.cfg.dit.chunk_frames
         self.lookahead = lookahead
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worldplay-gen") if lookahead else None
-        self._pending: tuple[Tensor, Tensor, Future] | None = None
+        self._pending: Future | None = None   # the prefetched chunk being generated
         self.seed, self.prompt = int(seed), prompt
         self._resume_time, self._time_offset = False, 0.0
         self.gen_fps = 0.0          # frames generated per second of generation wall time (EMA)
@@ -155,24 +151,21 @@ class ModelSource:
         """Start generating the next chunk in the background (no-op unless lookahead is on)."""
         if self._pool is None:
             return
-        self._collect_into_order()
-        self._pending = (c2w.clone(), times.clone(), self._pool.submit(self._generate, c2w.clone(), times.clone()))
+        if self._pending is not None:
+            raise WorldplayError("ModelSource.prefetch: the previous prefetched chunk was never collected; "
+                                 "call frames() between prefetches")
+        # copies: the caller may reuse its pose buffers while the worker reads them
+        self._pending = self._pool.submit(self._generate, c2w.clone(), times.clone())
 
     def ready(self) -> bool:
         """True unless a prefetched chunk is still being generated (`frames` would then wait)."""
-        return self._pending is None or self._pending[2].done()
+        return self._pending is None or self._pending.done()
 
     def _collect(self) -> list[Frame] | None:
         if self._pending is None:
             return None
-        _, _, fut = self._pending
-        self._pending = None
+        fut, self._pending = self._pending, None
         return fut.result()
-
-    def _collect_into_order(self) -> None:
-        if self._pending is not None:
-            raise WorldplayError("ModelSource.prefetch: the previous prefetched chunk was never collected; "
-                                 "call frames() between prefetches")
 
     def save(self, path: str | os.PathLike) -> None:
         if self._pending is not None:

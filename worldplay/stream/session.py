@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from worldplay.errors import WorldplayError
-from worldplay.memory.memory import FILE_PREFIX as MEMORY_PREFIX
 from worldplay.session_file import load_session, save_session
 from worldplay.world.frame import Frame
 
@@ -42,15 +41,20 @@ def weights_sha256(*modules: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def _model_meta(s: "Streamer") -> dict:
+    """The model config as the JSON header holds it (tuples become lists), so saved == current."""
+    return json.loads(json.dumps(asdict(s.cfg)))
+
+
 def save_streamer(s: "Streamer", path: str | os.PathLike) -> None:
-    tensors = {MEMORY_PREFIX + k: v for k, v in s.memory.state_dict().items()}
+    tensors = s.memory.session_tensors()
     tensors.update({CACHE_PREFIX + k: v for k, v in s.cache.state_dict().items()})
     tensors.update({"rng": s.generator.get_state(), "poses": s.poses, "times": s.times,
                     "prompt_ids": s.prompt_ids})
     if s.chunk == 0 and s.first is not None:
         tensors.update({FIRST_PREFIX + f: getattr(s.first, f) for f in FIRST_FIELDS})
     meta = {"content": CONTENT, "checkpoint_sha256": s.checkpoint_sha,
-            "model": json.loads(json.dumps(asdict(s.cfg))), "seed": s.seed, "chunk": s.chunk, "frame": s.frame, "prompt": s.prompt,
+            "model": _model_meta(s), "seed": s.seed, "chunk": s.chunk, "frame": s.frame, "prompt": s.prompt,
             "first_t": float(s.first.t) if s.first is not None else None,
             "steps": s.schedule.steps, "memory_mode": s.memory_mode}
     save_session(path, tensors, meta)
@@ -67,8 +71,7 @@ def load_streamer(s: "Streamer", path: str | os.PathLike) -> None:
         raise WorldplayError(f"{path}: session was made with another checkpoint (sha256 "
                              f"{str(meta.get('checkpoint_sha256'))[:12]}..., this model is {s.checkpoint_sha[:12]}...); "
                              f"load it with the model it was saved with, or start a new session")
-    mine = json.loads(json.dumps(asdict(s.cfg)))
-    if meta.get("model") != mine:
+    if meta.get("model") != _model_meta(s):
         raise WorldplayError(f"{path}: session was saved with model config {meta.get('model', {}).get('name')!r} "
                              f"that differs from this one; load it with the same model and preset")
     if meta.get("steps") != s.schedule.steps or meta.get("memory_mode") != s.memory_mode:
@@ -82,10 +85,9 @@ def load_streamer(s: "Streamer", path: str | os.PathLike) -> None:
     if chunk == 0 and FIRST_PREFIX + "rgb" not in tensors:
         raise WorldplayError(f"{path}: session has no first frame to start from; start a new session")
     cache = {k[len(CACHE_PREFIX):]: v for k, v in tensors.items() if k.startswith(CACHE_PREFIX)}
-    memory = {k[len(MEMORY_PREFIX):]: v for k, v in tensors.items() if k.startswith(MEMORY_PREFIX)}
     snapshot = _snapshot(s)
     try:
-        _apply(s, path, tensors, meta, cache, memory, chunk)
+        _apply(s, path, tensors, meta, cache, chunk)
     except (WorldplayError, RuntimeError, KeyError, ValueError, TypeError) as e:
         _restore(s, snapshot)
         raise WorldplayError(f"{path}: {e}; the running session is unchanged") from None
@@ -93,12 +95,12 @@ def load_streamer(s: "Streamer", path: str | os.PathLike) -> None:
 
 # Everything `_reset_state` / `reset` rebind on the streamer; restored as a whole on a failed load.
 STATE_ATTRS = ("seed", "chunk", "frame", "poses", "times", "prompt", "prompt_ids", "cond", "z0",
-               "first", "started", "_mem_kv", "stats")
+               "first", "started", "stats")
 
 
 def _snapshot(s: "Streamer") -> dict:
     return {"cache": s.cache.state_dict(),
-            "memory": {k: v.clone() for k, v in s.memory.state_dict().items()},
+            "memory": s.memory.state_dict(),          # already a copy
             "rng": s.generator.get_state(),
             "attrs": {a: getattr(s, a, None) for a in STATE_ATTRS}}
 
@@ -111,10 +113,10 @@ def _restore(s: "Streamer", snap: dict) -> None:
         setattr(s, a, v)
 
 
-def _apply(s: "Streamer", path, tensors: dict, meta: dict, cache: dict, memory: dict, chunk: int) -> None:
+def _apply(s: "Streamer", path, tensors: dict, meta: dict, cache: dict, chunk: int) -> None:
     s._reset_state(meta.get("prompt") or None)
     s.cache.load_state_dict({k: v.to(s.device) for k, v in cache.items()})
-    s.memory.load_state_dict(memory, str(path))
+    s.memory.load_session_tensors(tensors, str(path))
     s.generator.set_state(tensors["rng"])
     s.seed, s.chunk, s.frame = int(meta["seed"]), chunk, int(meta["frame"])
     s.poses, s.times = tensors["poses"].float(), tensors["times"].double()

@@ -40,27 +40,27 @@ from worldplay.errors import WorldplayError
 from worldplay.memory.config import MemoryConfig
 from worldplay.memory.memory import MosaicMemory
 from worldplay.memory.retrieve import MemoryBatch
-from worldplay.model.dit import DiT, MemoryTokens
+from worldplay.model.dit import KV, DiT, MemoryTokens
 from worldplay.model.embed import canvas_to_latent, prompt_ids, token_features
 from worldplay.model.presets import ModelConfig
 from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
 from worldplay.stream.kv_cache import KVCache
 from worldplay.stream.sampler import FlowSchedule
 from worldplay.stream.sampler import step as sampler_step
+from worldplay.stream.session import load_streamer, save_streamer, weights_sha256
 from worldplay.world.frame import Frame
 
 MEMORY_MODES = ("full", "rope", "latent", "off")
 SAMPLER_MODE = "x0-renoise"   # the few-step student re-noises between steps (DESIGN §3)
 STAGES = ("retrieve", "denoise", "clean_pass", "decode", "insert")
 WINDOW_EPS = 1e-6             # seconds: keeps the oldest KV-window frame itself out of retrieval
-MEMORY_CAPACITY = 200_000     # entries; MemoryConfig's default (minutes of play with dedup)
 
 
 def memory_config_for(cfg: ModelConfig, **overrides) -> MemoryConfig:
     """The MosaicMemory geometry that matches a model: one entry = one DiT token's latent patch."""
     v, d = cfg.vae, cfg.dit
     base = dict(feature_dim=v.latent_ch * d.patch * d.patch, image_width=v.width, image_height=v.height,
-                patch_px=v.downsample * d.patch, padded_height=v.pad_height, capacity=MEMORY_CAPACITY)
+                patch_px=v.downsample * d.patch, padded_height=v.pad_height)
     return MemoryConfig(**{**base, **overrides})
 
 
@@ -74,6 +74,7 @@ class Streamer:
         self.cfg, self.device, self.seed = model_cfg, torch.device(device), int(seed)
         self.dit, self.vae = dit.to(self.device).eval(), vae.to(self.device).eval()
         self.dtype = next(dit.parameters()).dtype
+        self.vae_dtype = next(vae.parameters()).dtype
         # cameras are inverted and multiplied in at least float32, whatever the DiT runs in
         self.cam_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
         self.memory = memory if memory is not None else MosaicMemory(memory_config_for(model_cfg), self.device)
@@ -82,7 +83,8 @@ class Streamer:
         self.use_tokens = d.use_memory_rope and memory_mode in ("full", "rope")
         self.use_canvas = d.use_warped_latent and memory_mode in ("full", "latent")
         self.schedule = FlowSchedule(steps or d.steps, d.shift)
-        self.K = intrinsics(model_cfg.vae.width, model_cfg.vae.height, fov_x_deg)      # full-res pixels
+        # full-res pixels, on the device once: the DiT's cameras and the memory read it every chunk
+        self.K = intrinsics(model_cfg.vae.width, model_cfg.vae.height, fov_x_deg, device=self.device)
         self.cache = KVCache.for_model(model_cfg, 1, self.dtype, self.device)
         self.generator = torch.Generator(self.device)
         self._checkpoint_sha = checkpoint_sha
@@ -110,7 +112,6 @@ class Streamer:
             self.cond = self.dit.condition(self.prompt_ids)                            # (1, W)
         self.z0: Tensor | None = None     # the first frame's clean latent (read by chunk 0 only)
         self.started = False
-        self._mem_kv = None
         self.stats = {"chunks": 0, "memory_tokens": 0, "ms": {s: 0.0 for s in STAGES},
                       "total_ms": {s: 0.0 for s in STAGES}}
 
@@ -125,24 +126,20 @@ class Streamer:
         self._reset_state(prompt)
         self.first, self.started = first_frame, True
         with torch.no_grad():
-            vae_dtype = next(self.vae.parameters()).dtype
-            rgb = frames_to_tensor(first_frame.rgb).to(self.device, vae_dtype)          # (1, 3, H, W)
-            depth = first_frame.depth[None].to(self.device, vae_dtype)                   # (1, H, W)
+            rgb = frames_to_tensor(first_frame.rgb).to(self.device, self.vae_dtype)     # (1, 3, H, W)
+            depth = first_frame.depth[None].to(self.device, self.vae_dtype)              # (1, H, W)
             self.z0 = self.vae.encode(rgb, depth).to(self.dtype)                         # (1, C, h, w)
 
     @property
     def checkpoint_sha(self) -> str:
         if self._checkpoint_sha is None:
-            from worldplay.stream.session import weights_sha256  # noqa: PLC0415
             self._checkpoint_sha = weights_sha256(self.dit, self.vae)
         return self._checkpoint_sha
 
     def save(self, path) -> None:
-        from worldplay.stream.session import save_streamer  # noqa: PLC0415
         save_streamer(self, path)
 
     def load(self, path) -> None:
-        from worldplay.stream.session import load_streamer  # noqa: PLC0415
         load_streamer(self, path)
 
     # ---- one chunk ------------------------------------------------------------------------
@@ -162,22 +159,24 @@ class Streamer:
         first = self.chunk == 0
         if first:
             c2w[0], times[0] = self.first.c2w.float(), float(self.first.t)
+        c2w_dev = c2w.to(self.device)   # one copy for the cameras and every memory query
         frame_idx = torch.arange(self.frame, self.frame + Fc, device=self.device)
-        cams = self.dit.cameras(c2w[None].to(self.device, self.cam_dtype), self.K.to(self.device))   # (1, F)
+        cams = self.dit.cameras(c2w_dev[None].to(self.cam_dtype), self.K)                    # (1, F)
         # 2. memory
         with self._timed("retrieve"), self.memory_lock:
-            mem, canvas = self._recall(c2w, frame_idx)
+            mem, canvas = self._recall(c2w_dev, frame_idx)
         # 3. denoise
         with self._timed("denoise"):
-            x = self._denoise(cams, frame_idx, mem, canvas, first)                 # (1, F, C, h, w)
+            mem_kv = self.dit.memory_kv(mem, self.cond, self.cache)                # once per chunk
+            x = self._denoise(cams, frame_idx, mem_kv, canvas, first)              # (1, F, C, h, w)
         # 4. clean pass: this chunk's K/V go into the cache
         with self._timed("clean_pass"):
             t0 = torch.zeros(1, Fc, dtype=self.dtype, device=self.device)
             self.dit.forward_chunk(x, t0, cams, self.cond, frame_idx=frame_idx, canvas=canvas, cache=self.cache,
-                                   mem_kv=self._mem_kv, write=True)
+                                   mem_kv=mem_kv, write=True)
         # 5. decode
         with self._timed("decode"):
-            rgb, depth = self.vae.decode(x[0].to(next(self.vae.parameters()).dtype))   # (F, 3, H, W), (F, H, W)
+            rgb, depth = self.vae.decode(x[0].to(self.vae_dtype))                 # (F, 3, H, W), (F, H, W)
             rgb_u8, depth = tensor_to_uint8(rgb).cpu(), depth.float().cpu()
         if first:
             rgb_u8[0], depth[0] = self.first.rgb, self.first.depth.float()
@@ -187,7 +186,7 @@ class Streamer:
                 p = self.cfg.dit.patch
                 for f in range(Fc):
                     dyn = self.first.dynamic if first and f == 0 else None
-                    self.memory.insert(token_features(x[0, f].float(), p), depth[f], c2w[f], self.K,
+                    self.memory.insert(token_features(x[0, f].float(), p), depth[f], c2w_dev[f], self.K,
                                        float(times[f]), dyn)
         # 7. hand over
         self.poses = torch.cat([self.poses, c2w])
@@ -195,21 +194,24 @@ class Streamer:
         self.chunk += 1
         self.frame += Fc
         self.stats["chunks"] = self.chunk
-        zeros = torch.zeros(self.cfg.vae.height, self.cfg.vae.width, dtype=torch.bool)
-        return [Frame(rgb=rgb_u8[f], depth=depth[f], dynamic=self.first.dynamic.clone() if first and f == 0
-                      else zeros.clone(), c2w=c2w[f].clone(), t=float(times[f])) for f in range(Fc)]
+        # generated frames have no moving objects; one buffer serves the chunk, like rgb and depth
+        dynamic = torch.zeros(Fc, self.cfg.vae.height, self.cfg.vae.width, dtype=torch.bool)   # (F, H, W)
+        frames = [Frame(rgb=rgb_u8[f], depth=depth[f], dynamic=dynamic[f], c2w=c2w[f].clone(), t=float(times[f]))
+                  for f in range(Fc)]
+        if first:
+            frames[0].dynamic = self.first.dynamic.clone()
+        return frames
 
-    def _denoise(self, cams, frame_idx: Tensor, mem: MemoryTokens | None, canvas: Tensor | None,
+    def _denoise(self, cams, frame_idx: Tensor, mem_kv: KV | None, canvas: Tensor | None,
                  first: bool) -> Tensor:
         C, (h, w), Fc = self.cfg.vae.latent_ch, self.cfg.latent_hw, self.cfg.dit.chunk_frames
-        self._mem_kv = self.dit.memory_kv(mem, self.cond, self.cache)    # once per chunk
         x = torch.randn((1, Fc, C, h, w), generator=self.generator, device=self.device, dtype=self.dtype)
         for t, t_next in self.schedule.pairs():
             tt = torch.full((1, Fc), t, dtype=self.dtype, device=self.device)
             if first:   # the conditioning frame is clean at every step
                 x[:, 0], tt[:, 0] = self.z0, 0.0
             v = self.dit.forward_chunk(x, tt, cams, self.cond, frame_idx=frame_idx, canvas=canvas,
-                                       cache=self.cache, mem_kv=self._mem_kv)
+                                       cache=self.cache, mem_kv=mem_kv)
             x = sampler_step(x, v, t, t_next, SAMPLER_MODE, self.generator)
         if first:
             x[:, 0] = self.z0

@@ -78,7 +78,7 @@ def _show(args) -> int:
     image = parse_size(args.size)
     scene = make_scene(args.scene, args.prompt)
     n = int(SHOW_SECONDS * image.fps)
-    traj = make_trajectory(args.path, scene, n, fps=image.fps, seed=args.scene)
+    traj = make_trajectory(args.path, scene, n, fps=image.fps, seed=args.scene, with_revisits=False)
     r = Renderer(scene, image=image, device=args.device)
     idx = torch.linspace(0, n - 1, SHOW_FRAMES).round().long()
     views = [r.render(traj.c2w[i], float(traj.times[i])).rgb.cpu() for i in idx]

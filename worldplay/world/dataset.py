@@ -179,16 +179,16 @@ def unpack_dynamic(bits: Tensor, width: int) -> Tensor:
     return torch.from_numpy(np.unpackbits(bits.numpy(), axis=-1, count=width).astype(bool))
 
 
-def make_trajectory_shards(out: Path, seed: int, path: str, n_frames: int, image: ImageConfig,
-                           split: str, device: str = "cpu", on_frame=None) -> list[Path]:
-    """Render and write every missing part of one (scene, trajectory); returns written files.
-    `on_frame()` is called after each rendered frame (progress bars)."""
+def make_trajectory_shards(out: Path, todo: list[ShardPlan], image: ImageConfig, split: str,
+                           device: str = "cpu", on_frame=None) -> list[Path]:
+    """Render and write the parts `todo` (all of one scene and trajectory, from `plan`);
+    returns written files. `on_frame()` is called after each rendered frame (progress bars)."""
     from worldplay.world.render import Renderer          # noqa: PLC0415 (heavy; only when rendering)
     from worldplay.world.scene import make_scene          # noqa: PLC0415
     from worldplay.world.trajectories import make_trajectory  # noqa: PLC0415
-    todo = [sp for sp in plan(seed, path, n_frames, image) if pending(out, sp, image, split)]
     if not todo:
         return []
+    seed, path, n_frames = todo[0].seed, todo[0].path, todo[0].n_frames
     scene = make_scene(seed)
     traj = make_trajectory(path, scene, n_frames, fps=image.fps, seed=seed)
     renderer = Renderer(scene, image=image, device=device)
@@ -221,14 +221,14 @@ def make_dataset(out: str | Path, scenes: int, frames: int, start_seed: int | No
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     check_folder(out, frames, image, split)
-    jobs = [(s, p) for s in seeds for p in paths]
-    todo_frames = sum(sp.stop - sp.start for s, p in jobs for sp in plan(s, p, frames, image)
-                      if pending(out, sp, image, split))
+    plans = [plan(s, p, frames, image) for s in seeds for p in paths]       # one per (scene, path)
+    todo = [[sp for sp in parts if pending(out, sp, image, split)] for parts in plans]
+    todo_frames = sum(sp.stop - sp.start for parts in todo for sp in parts)
     written: list[Path] = []
     with tqdm(total=todo_frames, unit="frame", desc="world make", disable=not progress) as bar:
-        for s, p in jobs:
-            written += make_trajectory_shards(out, s, p, frames, image, split, device, on_frame=lambda: bar.update(1))
-    total = sum(len(plan(s, p, frames, image)) for s, p in jobs)
+        for parts in todo:
+            written += make_trajectory_shards(out, parts, image, split, device, on_frame=lambda: bar.update(1))
+    total = sum(len(parts) for parts in plans)
     return {"out": str(out), "written": len(written), "skipped": total - len(written), "shards": total,
             "frames_rendered": todo_frames, "seeds": [seeds[0], seeds[-1]], "paths": paths}
 

@@ -141,8 +141,3 @@ class Renderer:
         if counts[SKY_ID]:
             gb.sky(sc.sky, SKY_ID, owner_rect(ids, SKY_ID))
         return gb.compose(sc.sky, self.fog, SKY_ID)
-
-    def render_batch(self, c2w: Tensor, times: Tensor | list[float]) -> list[Frame]:
-        """Frames for poses (B, 4, 4) at times (B,); a loop, since culling is per pose."""
-        return [self.render(c2w[i], float(times[i])) for i in range(c2w.shape[0])]
-
