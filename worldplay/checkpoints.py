@@ -330,8 +330,8 @@ def check_shapes(state: dict[str, Tensor], expected: dict[str, tuple[int, ...]],
 # ---- saving ---------------------------------------------------------------------------------
 
 def save_checkpoint(state_dict: dict[str, Tensor], out_dir: str | os.PathLike, name: str,
-                    preset: str, shard_mb: float = SHARD_MB, root: str | os.PathLike = ROOT
-                    ) -> list[dict]:
+                    preset: str, shard_mb: float = SHARD_MB, root: str | os.PathLike = ROOT,
+                    meta: dict[str, str] | None = None) -> list[dict]:
     """Write `state_dict` as `{name}-00001.safetensors`, ... (each <= shard_mb MiB), atomically.
 
     Returns the registry `files` entries ({path, sha256, bytes}); paths are relative to `root`
@@ -348,9 +348,10 @@ def save_checkpoint(state_dict: dict[str, Tensor], out_dir: str | os.PathLike, n
         path = out / f"{name}-{i:05d}.safetensors"
         # Clone: safetensors refuses tensors that share storage (tied weights, views).
         tensors = {k: state_dict[k].detach().to("cpu").contiguous().clone() for k in keys}
-        meta = {"worldplay_name": name, "worldplay_preset": preset, "shard": f"{i}/{len(groups)}"}
+        header = {**(meta or {}), "worldplay_name": name, "worldplay_preset": preset,
+                  "shard": f"{i}/{len(groups)}"}
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+            save_file(tensors, str(tmp), metadata=header)
         entries.append({"path": _show(path, Path(root)), "sha256": sha256_file(path),
                         "bytes": path.stat().st_size})
     for stale in out.glob(f"{name}-*.safetensors"):

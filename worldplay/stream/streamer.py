@@ -39,12 +39,12 @@ from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.memory.config import MemoryConfig
 from worldplay.memory.memory import MosaicMemory
-from worldplay.memory.retrieve import MemoryBatch
 from worldplay.model.dit import KV, DiT, MemoryTokens
-from worldplay.model.embed import canvas_to_latent, prompt_ids, token_features
+from worldplay.model.embed import prompt_ids, token_features
 from worldplay.model.presets import ModelConfig
 from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
 from worldplay.stream.kv_cache import KVCache
+from worldplay.stream.recall import recall
 from worldplay.stream.sampler import FlowSchedule
 from worldplay.stream.sampler import step as sampler_step
 from worldplay.stream.session import load_streamer, save_streamer, weights_sha256
@@ -219,30 +219,11 @@ class Streamer:
 
     def _recall(self, c2w: Tensor, frame_idx: Tensor) -> tuple[MemoryTokens | None, Tensor | None]:
         """Memory tokens (Warped RoPE positions, source cameras) and the warped canvas (1, F, C+1, h, w)."""
-        self.stats["memory_tokens"] = 0
-        if not (self.use_tokens or self.use_canvas) or len(self.memory) == 0:
-            return None, None
-        batch = self.memory.retrieve(c2w, self.K, self.cfg.dit.memory_tokens, min_age=self._min_age())
-        if len(batch) == 0:
-            return None, None
-        mem = self._memory_tokens(batch, frame_idx) if self.use_tokens else None
+        mem, canvas = recall(self.dit, self.memory, c2w, self.K, frame_idx, budget=self.cfg.dit.memory_tokens,
+                             min_age=self._min_age(), use_tokens=self.use_tokens, use_canvas=self.use_canvas,
+                             dtype=self.dtype, cam_dtype=self.cam_dtype)
         self.stats["memory_tokens"] = len(mem) if mem is not None else 0
-        canvas = None
-        if self.use_canvas:
-            layers = []
-            for f in range(c2w.shape[0]):
-                feat, mask = self.memory.warp_canvas(c2w[f], self.K, self.cfg.tokens_hw, ids=batch.ids)
-                lat, m = canvas_to_latent(feat, mask, self.cfg.dit.patch)          # (C, h, w), (1, h, w)
-                layers.append(torch.cat([lat, m], dim=0))
-            canvas = torch.stack(layers)[None].to(self.device, self.dtype)         # (1, F, C + 1, h, w)
         return mem, canvas
-
-    def _memory_tokens(self, batch: MemoryBatch, frame_idx: Tensor) -> MemoryTokens:
-        b = batch.to(self.device)
-        t = frame_idx.to(torch.float64)[b.target][:, None]                          # (M, 1) target's time
-        pos = torch.cat([t, b.pos_yx.to(torch.float64)], dim=-1)[None]               # (1, M, 3)
-        cams = self.dit.cameras(b.src_c2w[None].to(self.cam_dtype), b.src_K[None])   # (1, M)
-        return MemoryTokens(b.features[None].to(self.dtype), pos, cams)
 
     def _min_age(self) -> float:
         """Retrieval skips entries from frames still in the KV window (sink excepted: it is old)."""

@@ -1,0 +1,122 @@
+"""Training stages: loss falls on a fixed batch, resume is exact, time boxes end with a
+loadable checkpoint, two torchrun/gloo ranks end with identical weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from train_micro import CAUSAL, VAE_MICRO, causal_stage, forcing_stage, vae_stage
+
+from worldplay.errors import WorldplayError
+from worldplay.train.loop import LoopConfig, train
+from worldplay.train.run import CKPT, STATE, load_run
+from worldplay.train.weights import weights_from
+
+QUIET = dict(progress=False, sample_minutes=1e9, save_minutes=1e9, log_every=1)
+
+
+def _fit_fixed(stage, steps: int, lr: float) -> tuple[float, float]:
+    """Optimise the stage's loss on one fixed draw (same generator state every step)."""
+    opt = torch.optim.Adam(stage.module.parameters(), lr=lr)
+    state = stage.generator.manual_seed(7).get_state()
+    pos = stage.data_pos()
+    first = last = None
+    for _ in range(steps):
+        stage.generator.set_state(state)
+        stage.seek(pos)          # the same example again (forcing: the same fresh rollout)
+        loss = stage.loss(0)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = float(loss.detach()) if first is None else first
+        last = float(loss.detach())
+    return first, last
+
+
+def test_vae_loss_falls_on_a_fixed_batch(one_thread):
+    first, last = _fit_fixed(vae_stage(replace(VAE_MICRO, refresh=0)), 25, 3e-3)
+    assert last < 0.5 * first
+
+
+def test_causal_loss_falls_on_a_fixed_batch(tmp_path, one_thread):
+    first, last = _fit_fixed(causal_stage(tmp_path / "lat"), 25, 3e-3)
+    assert last < 0.7 * first
+
+
+def test_forcing_trains_on_its_own_rollouts(tmp_path, one_thread):
+    stage = forcing_stage(tmp_path / "lat")
+    result = train(stage, tmp_path / "run", LoopConfig(steps=4, **QUIET))
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    live = [r for r in stage.rollouts if r is not None]
+    assert live and all(r.made >= 1 for r in live)                          # it generated chunks
+    chunk = live[0].chunk - 1                                               # its context is its own output
+    assert not torch.equal(live[0].context, live[0].clip.z[chunk * 2:(chunk + 1) * 2].float())
+    first, last = _fit_fixed(forcing_stage(tmp_path / "lat"), 25, 3e-3)
+    assert last < 0.7 * first
+
+
+@pytest.mark.parametrize("make", ["vae", "causal"])
+def test_resume_is_exact(tmp_path, make, one_thread):
+    build = (lambda: vae_stage()) if make == "vae" else (lambda: causal_stage(tmp_path / "lat"))
+    straight = train(build(), tmp_path / "a", LoopConfig(steps=6, **QUIET)).losses
+    train(build(), tmp_path / "b", LoopConfig(steps=3, **QUIET))
+    resumed = train(build(), tmp_path / "b", LoopConfig(steps=6, resume=True, **QUIET)).losses
+    assert resumed == pytest.approx(straight[3:], rel=1e-5, abs=1e-7)
+    rows = (tmp_path / "b" / "losses.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == [str(i) for i in range(1, 7)]   # no step logged twice
+
+
+def test_time_box_ends_with_a_loadable_checkpoint(tmp_path, one_thread):
+    result = train(vae_stage(), tmp_path / "run", LoopConfig(minutes=0.02, **QUIET))
+    tensors, state = load_run(tmp_path / "run", "vae")
+    assert state.step == result.step >= 1
+    assert any(k.startswith("ema.") for k in tensors)
+    assert weights_from(str(tmp_path / "run"), "vae").keys() == vae_stage().module.state_dict().keys()
+    assert (tmp_path / "run" / "samples").glob("*.png")
+
+
+def test_resume_refuses_a_mismatched_run(tmp_path, one_thread):
+    train(vae_stage(), tmp_path / "run", LoopConfig(steps=1, **QUIET))
+    with pytest.raises(WorldplayError, match="other vae settings"):
+        train(vae_stage(replace(VAE_MICRO, batch=3)), tmp_path / "run", LoopConfig(steps=2, resume=True, **QUIET))
+    state = json.loads((tmp_path / "run" / STATE).read_text())
+    (tmp_path / "run" / CKPT).write_bytes(b"not a checkpoint")
+    with pytest.raises(WorldplayError, match="does not match"):
+        train(vae_stage(), tmp_path / "run", LoopConfig(steps=2, resume=True, **QUIET))
+    assert state["step"] == 1
+
+
+def test_torchrun_gloo_ranks_end_identical(tmp_path):
+    worker = Path(__file__).parent / "ddp_worker.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent), str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(worker), str(tmp_path)]
+    subprocess.run(cmd, check=True, env=env, timeout=240, capture_output=True)
+    from safetensors.torch import load_file
+    a, b = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    start = load_file(str(tmp_path / "start.safetensors"))
+    assert any(not torch.equal(a[k], start[k]) for k in a)          # it trained
+    assert (tmp_path / "run" / CKPT).exists()                       # rank 0 saved the run
+
+
+def test_a_batch_is_the_mean_of_its_rows(tmp_path, one_thread):
+    """Batched clips (the GPU setting) give the mean of the same clips' one-by-one losses."""
+    one = causal_stage(tmp_path / "lat")
+    two = causal_stage(tmp_path / "lat", replace(CAUSAL, batch=2))
+    rows = []
+    for k in range(2):
+        one.generator.manual_seed(3) if k == 0 else None
+        rows.append(float(one.loss(0)["loss"].detach()))
+    two.generator.manual_seed(3)
+    both = float(two.loss(0)["loss"].detach())
+    assert both == pytest.approx(sum(rows) / 2, rel=1e-4)

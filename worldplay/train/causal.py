@@ -1,0 +1,330 @@
+"""Stage 2, `worldplay train causal`: the chunked causal DiT, teacher-forced, with mosaic memory.
+
+One example is a clip of `context_chunks` + 1 chunks of a cached revisit trajectory (latents.py),
+run through `DiT.forward_full` with the streamer's block-causal mask:
+
+  1. memory  -> the trajectory's frames before the clip, lifted into a MosaicMemory with their
+                exact depth the way the streamer inserts its own frames (no motion mask:
+                inference has none), then retrieved and splatted at each chunk's poses with
+                `stream.recall` (the streamer's own code). Memory grows as an episode walks
+                forward through its trajectory, so it is built incrementally, like inference.
+  2. paths   -> each example draws a memory mode (full / rope / latent / off), so every row of
+                the ablation table is a trained path and the model cannot lean on one
+  3. noise   -> flow matching, x_t = (1 - t)·x0 + t·ε, independent t per chunk (diffusion
+                forcing): the target chunk at t drawn from the sampler's shifted distribution;
+                context chunks nearly clean (t <= context_noise, so the model's own slightly-off
+                context at inference is in distribution) or, at random, noised and trained too
+  4. loss    -> MSE between the predicted and the true velocity v = ε - x0 on every trained
+                frame (the TI2V first frame of a trajectory is given clean and not trained)
+
+Examples are a pure function of their index (episode = index % episodes, position in the
+episode = index // episodes), so a resumed run replays exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from worldplay.errors import WorldplayError
+from worldplay.eval.png import downscale, tile, write_png
+from worldplay.memory.memory import MosaicMemory
+from worldplay.model.dit import DiT, MemoryTokens
+from worldplay.model.prope import ProjCams
+from worldplay.model.embed import token_features
+from worldplay.model.presets import ModelConfig
+from worldplay.model.vae import RGBDVAE, tensor_to_uint8
+from worldplay.stream.recall import recall
+from worldplay.stream.sampler import FlowSchedule, renoise_step, shift_t
+from worldplay.stream.streamer import memory_config_for
+from worldplay.train.frames import VALIDATION_SEED_START
+from worldplay.train.latents import Clip, LatentSet, build_cache, full_res_K
+from worldplay.train.vae import psnr_rgb
+from worldplay.train.weights import weights_from
+
+MODES = ("full", "rope", "latent", "off")
+
+
+@dataclass(frozen=True)
+class CausalConfig:
+    context_chunks: int = 1          # clean chunks before the target: the KV window in miniature
+    batch: int = 1                   # clips per step: 1 on a CPU; GPUs take many (--batch)
+    episodes: int = 4                # trajectories walked in parallel (their memories kept)
+    targets_per_episode: int = 8     # target chunks per walk, spread over the whole trajectory
+    mode_probs: tuple[float, ...] = (0.4, 0.2, 0.2, 0.2)   # full, rope, latent, off
+    context_noise: float = 0.1       # context chunks' t is drawn in [0, this]...
+    context_train_prob: float = 0.5  # ...or, this often, like a target's (and trained): diffusion forcing
+    memory_capacity: int = 60_000    # entries per episode memory (a 128-frame walk stores fewer)
+    data: LatentSet = field(default_factory=LatentSet)
+    val: LatentSet = field(default_factory=lambda: LatentSet(scenes=4, per_scene=1, first_seed=VALIDATION_SEED_START,
+                                                             paths=("orbit", "look-away")))
+
+
+def keyed_rng(*key: int) -> torch.Generator:
+    """A generator that is a pure function of `key` (example structure, not training noise)."""
+    h = 1469598103934665603
+    for k in key:
+        h = ((h ^ (k & 0xFFFFFFFF)) * 1099511628211) % (1 << 61)
+    return torch.Generator().manual_seed(h)
+
+
+@dataclass
+class Example:
+    clip: Clip
+    chunk: int                       # index of the target chunk in the clip
+    mode: str
+
+
+class Episode:
+    """One trajectory walked forward; its memory holds every frame before the current clip."""
+
+    def __init__(self, cfg: ModelConfig, capacity: int, K: Tensor):
+        self.memory = MosaicMemory(memory_config_for(cfg, capacity=capacity))
+        self.cfg, self.K = cfg, K
+        self.key: int | None = None
+        self.upto = 0
+
+    def advance(self, key: int, clip: Clip, upto: int) -> None:
+        """Hold frames [0, upto) of `clip` (episode `key`), inserting only what is new."""
+        if key != self.key or upto < self.upto:
+            self.memory.reset()
+            self.key, self.upto = key, 0
+        p = self.cfg.dit.patch
+        for f in range(self.upto, upto):
+            self.memory.insert(token_features(clip.z[f].float(), p), clip.depth[f], clip.c2w[f], self.K,
+                               float(clip.times[f]))
+        self.upto = upto
+
+
+class CausalStage:
+    name = "causal"
+    loss_names = ["target_mse"]
+
+    def __init__(self, dit: DiT, vae: RGBDVAE, cfg: ModelConfig, clips: list[Clip], val_clips: list[Clip],
+                 stage_cfg: CausalConfig = CausalConfig(), device: str = "cpu", bf16: bool = False):
+        self.module, self.vae, self.cfg, self.c = dit.to(device), vae.to(device).eval(), cfg, stage_cfg
+        self.device = torch.device(device)
+        self.bf16 = bf16              # matmuls in bf16 autocast (GPUs; CPUs with AVX-512 BF16)
+        self.clips, self.val_clips = clips, val_clips
+        self.config = {"stage": asdict(stage_cfg), "dit": asdict(cfg.dit)}
+        self.generator = torch.Generator()
+        self.K = full_res_K(cfg)
+        self.episodes = [Episode(cfg, stage_cfg.memory_capacity, self.K) for _ in range(stage_cfg.episodes)]
+        self.k = 0                    # examples drawn (by this rank)
+        self.rank, self.world = 0, 1
+        self.Fc = cfg.dit.chunk_frames
+
+    # ---- data -------------------------------------------------------------------------------
+
+    def data_pos(self) -> int:
+        return self.k
+
+    def seek(self, pos: int) -> None:
+        self.k = pos    # episodes rebuild their memory on the next example they serve
+
+    def shard(self, rank: int, world: int) -> None:
+        """Rank r of w takes examples r, r + w, ... of the stream (episodes differ per rank)."""
+        self.rank, self.world = rank, world
+
+    def example(self, k: int) -> tuple[Example, Episode]:
+        c, E, R = self.c, self.c.episodes, self.c.targets_per_episode
+        slot, pos = k % E, k // E
+        q, r = pos // R * E + slot, pos % R                        # episode number, step within it
+        g = keyed_rng(q)
+        clip = self.clips[int(torch.randint(len(self.clips), (1,), generator=g))]
+        n = len(clip) // self.Fc
+        lo = c.context_chunks
+        spacing = (n - lo) / R
+        chunk = lo + int(r * spacing + float(torch.rand(1, generator=keyed_rng(q, r))) * spacing)
+        chunk = min(max(chunk, lo), n - 1)
+        u = float(torch.rand(1, generator=keyed_rng(q, r, 1)))
+        mode = MODES[int(torch.searchsorted(torch.tensor(c.mode_probs).cumsum(0), torch.tensor(u * sum(c.mode_probs))))]
+        ep = self.episodes[slot]
+        ep.advance(q, clip, (chunk - c.context_chunks) * self.Fc)
+        return Example(clip, chunk, mode), ep
+
+    def inputs(self, ex: Example, memory: MosaicMemory, context: Tensor | None = None):
+        """Clean latents, cameras, frame indices, prompt, canvas and per-chunk memory of one example.
+        `context` (F * context_chunks, C, h, w) replaces the ground-truth context latents (the
+        forcing stage passes the model's own frames)."""
+        Fc, d = self.Fc, self.cfg.dit
+        a = (ex.chunk - self.c.context_chunks) * Fc
+        idx = torch.arange(a, (ex.chunk + 1) * Fc)
+        x0 = ex.clip.z[idx].float()[None].to(self.device)                         # (1, T, C, h, w)
+        if context is not None:
+            x0[0, :-Fc] = context.to(x0)
+        c2w = ex.clip.c2w[idx].to(self.device)
+        frame_idx = (idx - a).to(self.device)      # RoPE is relative in t: clips of a batch share these
+        cams = self.module.cameras(c2w[None], self.K.to(self.device))            # (1, T)
+        use_tokens = d.use_memory_rope and ex.mode in ("full", "rope")
+        use_canvas = d.use_warped_latent and ex.mode in ("full", "latent")
+        mems: list[MemoryTokens | None] = []
+        canvases = []
+        for ch in range(idx.numel() // Fc):
+            s = slice(ch * Fc, (ch + 1) * Fc)
+            m, cv = recall(self.module, memory, c2w[s], self.K, frame_idx[s], budget=d.memory_tokens, min_age=0.0,
+                           use_tokens=use_tokens, use_canvas=use_canvas, dtype=torch.float32,
+                           cam_dtype=torch.float32, pad=True)
+            mems.append(m)
+            canvases.append(cv)
+        canvas = None
+        if any(cv is not None for cv in canvases):
+            C, (h, w) = self.cfg.vae.latent_ch, self.cfg.latent_hw
+            canvas = torch.cat([cv if cv is not None else x0.new_zeros(1, Fc, C + 1, h, w) for cv in canvases], 1)
+        prompt = ex.clip.prompt[None].to(self.device)                             # (1, L)
+        return x0, cams, frame_idx, prompt, canvas, mems
+
+    def _times(self, T: int, first: bool, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Per-frame t (1, T) and loss weights (1, T) for one clip (see module docstring, 3.)."""
+        Fc, c = self.Fc, self.c
+        t, w = torch.zeros(1, T), torch.zeros(1, T)
+        for ch in range(T // Fc):
+            s = slice(ch * Fc, (ch + 1) * Fc)
+            target = ch == T // Fc - 1
+            if target or float(torch.rand(1, generator=g)) < c.context_train_prob:
+                t[:, s] = shift_t(torch.rand(1, generator=g, dtype=torch.float64), self.cfg.dit.shift).float()
+                w[:, s] = 1.0
+            else:
+                t[:, s] = float(torch.rand(1, generator=g)) * c.context_noise
+        if first:   # TI2V: a session's first frame is given clean
+            t[0, 0], w[0, 0] = 0.0, 0.0
+        return t, w
+
+    def loss(self, step: int) -> dict[str, Tensor]:
+        g, parts, times, noise = self.generator, [], [], []
+        for _ in range(self.c.batch):
+            ex, ep = self.example(self.k * self.world + self.rank)
+            self.k += 1
+            parts.append(self.inputs(ex, ep.memory))
+            first = ex.chunk == self.c.context_chunks          # the clip starts at the session's frame 0
+            times.append(self._times(parts[-1][0].shape[1], first, g))
+            noise.append(torch.randn(parts[-1][0].shape, generator=g))
+        x0, cams, frame_idx, prompt, canvas, mems = collate(parts, self._empty_memory)
+        t = torch.cat([tw[0] for tw in times]).to(self.device)                     # (B, T)
+        w = torch.cat([tw[1] for tw in times]).to(self.device)
+        eps = torch.cat(noise).to(self.device)                                     # (B, T, C, h, w)
+        xt = (1 - t)[..., None, None, None] * x0 + t[..., None, None, None] * eps
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            v = self.module.forward_full(xt, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
+        err = ((v.float() - (eps - x0)) ** 2).mean(dim=(2, 3, 4))                 # (B, T)
+        loss = ((err * w).sum(1) / w.sum(1).clamp_min(1.0)).mean()              # every clip counts the same
+        Fc = self.Fc
+        return {"loss": loss, "target_mse": err[:, -Fc:].mean()}
+
+    def _empty_memory(self) -> MemoryTokens:
+        """All-padding memory tokens for a batch row whose memory had nothing to give."""
+        M, D = self.cfg.dit.memory_tokens, self.cfg.vae.latent_ch * self.cfg.dit.patch ** 2
+        eye = torch.eye(4, device=self.device).expand(1, M, 4, 4)
+        return MemoryTokens(torch.zeros(1, M, D, device=self.device), torch.zeros(1, M, 3, dtype=torch.float64,
+                            device=self.device), self.module.cameras(eye, self.K.to(self.device)),
+                            torch.zeros(1, M, dtype=torch.bool, device=self.device))
+
+    # ---- validation -----------------------------------------------------------------------
+
+    def _val_examples(self) -> list[tuple[Example, MosaicMemory]]:
+        """Per validation clip: the chunk holding its first revisit, memory of all before it."""
+        out = []
+        for j, clip in enumerate(self.val_clips):
+            first = clip.revisits[0][0] if clip.revisits else len(clip) // 2
+            chunk = max(first // self.Fc, self.c.context_chunks)
+            ep = Episode(self.cfg, self.c.memory_capacity, self.K)
+            ep.advance(-1 - j, clip, (chunk - self.c.context_chunks) * self.Fc)
+            out.append((Example(clip, chunk, "full"), ep.memory))
+        return out
+
+    @torch.no_grad()
+    def generate(self, module: DiT, ex: Example, memory: MosaicMemory, steps: int, seed: int | torch.Generator,
+                 context: Tensor | None = None) -> Tensor:
+        """The target chunk sampled with the streamer's few-step sampler, clean context given."""
+        x0, cams, frame_idx, prompt, canvas, mems = self.inputs(ex, memory, context)
+        g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+        Fc = self.Fc
+        x = x0.clone()
+        x[:, -Fc:] = torch.randn(x[:, -Fc:].shape, generator=g).to(self.device)
+        t = torch.zeros(1, x.shape[1], device=self.device)
+        for tc, tn in FlowSchedule(steps, self.cfg.dit.shift).pairs():
+            t[:, -Fc:] = tc
+            v = module.forward_full(x, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
+            x[:, -Fc:] = renoise_step(x[:, -Fc:], v[:, -Fc:], tc, tn, g)
+        return x[0, -Fc:]                                                         # (F, C, h, w)
+
+    def validate(self, module: DiT) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for mode in ("full", "off"):
+            ps = []
+            for j, (ex, mem) in enumerate(self._val_examples()):
+                ex.mode = mode
+                gen = self.generate(module, ex, mem, self.cfg.dit.steps, seed=j)
+                ref = ex.clip.z[ex.chunk * self.Fc:(ex.chunk + 1) * self.Fc].float().to(self.device)
+                ps.append(psnr_rgb(self.vae.decode(gen)[0], self.vae.decode(ref)[0]))
+            out[f"val_psnr_{mode}"] = sum(ps) / len(ps)
+        return out
+
+    def sample(self, module: DiT, path: Path) -> None:
+        """Rows per validation clip: decoded ground truth, full memory, memory off (target chunk)."""
+        rows = []
+        for j, (ex, mem) in enumerate(self._val_examples()[:2]):
+            ref = ex.clip.z[ex.chunk * self.Fc:(ex.chunk + 1) * self.Fc].float().to(self.device)
+            for latents in [ref] + [self.generate(module, Example(ex.clip, ex.chunk, m), mem, self.cfg.dit.steps, j)
+                                    for m in ("full", "off")]:
+                rows.append([downscale(im, 4) for im in tensor_to_uint8(self.vae.decode(latents)[0].cpu())])
+        write_png(path, tile(rows))
+
+
+def collate(parts: list[tuple], empty_memory) -> tuple:
+    """Stack examples' inputs into a batch (a batch of one passes through unchanged). Rows
+    without a canvas get an empty one (mask 0), rows without memory all-padding tokens."""
+    if len(parts) == 1:
+        return parts[0]
+    x0, cams, frame_idx, prompt, canvases, mems = zip(*parts)
+    cams_b = None if cams[0] is None else ProjCams(torch.cat([c.P for c in cams]), torch.cat([c.P_inv for c in cams]))
+    canvas = None
+    if any(c is not None for c in canvases):
+        C, h, w = x0[0].shape[2:]
+        canvas = torch.cat([c if c is not None else x0[i].new_zeros(1, x0[i].shape[1], C + 1, h, w)
+                            for i, c in enumerate(canvases)])
+    memory = []
+    for ch in range(len(mems[0])):
+        rows = [m[ch] for m in mems]
+        if all(r is None for r in rows):
+            memory.append(None)
+            continue
+        rows = [r if r is not None else empty_memory() for r in rows]
+        cam = None if rows[0].cams is None else ProjCams(torch.cat([r.cams.P for r in rows]),
+                                                         torch.cat([r.cams.P_inv for r in rows]))
+        memory.append(MemoryTokens(torch.cat([r.feats for r in rows]), torch.cat([r.pos for r in rows]), cam,
+                                   torch.cat([r.valid for r in rows])))
+    return torch.cat(x0), cams_b, frame_idx[0], torch.cat(prompt), canvas, memory
+
+
+def build_stage(stage: str, cfg: ModelConfig, args, device: str) -> CausalStage:
+    """The causal or forcing stage from the command line: VAE from --vae (or --init), DiT from
+    --init / --dit (forcing needs one: it starts from a causal run), latents cached in --cache."""
+    from worldplay.train.forcing import ForcingConfig, ForcingStage  # noqa: PLC0415 (forcing.py builds on this module)
+
+    vae_src = args.vae or args.init
+    if vae_src is None:
+        raise WorldplayError(f"train {stage}: say which VAE encodes the latents: --vae runs/vae or --init MODEL")
+    vae = RGBDVAE(cfg.vae)
+    vae.load_state_dict(weights_from(vae_src, "vae"))
+    dit = DiT(cfg, seed=args.seed)
+    dit_src = args.dit or args.init
+    if dit_src:
+        dit.load_state_dict(weights_from(dit_src, "dit"))
+    elif stage == "forcing":
+        raise WorldplayError("train forcing starts from a trained causal model: --dit runs/causal or --init MODEL")
+    else:
+        dit.reset_parameters(args.seed, zero_gates=True)
+    batch = args.batch or (16 if device.startswith("cuda") else 1)
+    fc = ForcingConfig(causal=CausalConfig(episodes=max(2, batch), batch=batch))
+    sc = fc.causal if stage == "forcing" else CausalConfig(episodes=max(4, batch), batch=batch)
+    cache = Path(args.cache)
+    clips = build_cache(cache / "train", vae.eval(), cfg, sc.data, progress=not args.no_progress)
+    val = build_cache(cache / "val", vae, cfg, sc.val, progress=not args.no_progress)
+    bf16 = args.bf16 or device.startswith("cuda")
+    if stage == "forcing":
+        return ForcingStage(dit, vae, cfg, clips, val, fc, device, bf16)
+    return CausalStage(dit, vae, cfg, clips, val, sc, device, bf16)

@@ -1,0 +1,39 @@
+"""`worldplay train export`: the EMA weights of a VAE run and a DiT run as shipped fp16 shards.
+
+Writes `{name}-0000N.safetensors` (each <= 15 MiB) into assets/ and prints the [[model]] entry
+for checkpoints.toml, with the training steps of each part in the shards' metadata (the HUD
+shows them).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from worldplay.checkpoints import ROOT, registry_entry, save_checkpoint
+from worldplay.errors import WorldplayError
+from worldplay.train.run import STATE
+from worldplay.train.weights import weights_from
+
+PRESET = "tiny"
+
+
+def _steps(run: str) -> dict:
+    p = Path(run) / STATE
+    if not p.exists():
+        return {"from": run}
+    st = json.loads(p.read_text())
+    return {"steps": st["step"], "minutes": round(st["seconds"] / 60, 1), "init": st.get("init", "")}
+
+
+def export(args) -> None:
+    if not args.vae or not args.dit:
+        raise WorldplayError("train export needs --vae RUN_OR_MODEL and --dit RUN_OR_MODEL")
+    state = {**{f"vae.{k}": v.half() for k, v in weights_from(args.vae, "vae").items()},
+             **{f"dit.{k}": v.half() for k, v in weights_from(args.dit, "dit").items()}}
+    training = {"vae": _steps(args.vae), "dit": _steps(args.dit)}
+    out = Path(args.out) if args.out else ROOT / "assets"
+    files = save_checkpoint(state, out, args.name, PRESET, meta={"worldplay_training": json.dumps(training)})
+    total = sum(f["bytes"] for f in files)
+    print(f"wrote {len(files)} shard(s), {total / 2 ** 20:.1f} MiB, into {out}; training: {training}")
+    print(registry_entry(args.name, PRESET, files, f"tiny model trained on MosaicWorld ({training})"))

@@ -1,0 +1,147 @@
+"""The DiT's training data: rendered revisit trajectories encoded once with the trained VAE.
+
+Encoding is the expensive part of a frame for the DiT, and the VAE is frozen by then, so every
+trajectory is rendered and encoded once and cached (DESIGN §11). One file per trajectory,
+`{seed:07d}_{path}.safetensors` in the cache folder, written atomically (a stopped build resumes
+where it was):
+
+    z        (N, C, h, w) float16  clean latents
+    depth    (N, hp, wp)  float32  median depth per DiT token patch (what the memory lifts with)
+    dynamic  (N, hp, wp)  float32  moving-object fraction per patch (for reports; training
+                                   builds memory without it, as inference must)
+    c2w      (N, 4, 4)    float32
+    times    (N,)         float64 seconds
+    prompt   (L,)         int64    the scene words' ids
+
+The cache is tied to the VAE that made it: the header stores the VAE weights' hash, and a
+mismatching cache is an error, not a silent mix of latent spaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+from tqdm import tqdm
+
+from worldplay.camera import intrinsics
+from worldplay.config import ImageConfig
+from worldplay.errors import WorldplayError
+from worldplay.fileio import atomic_path
+from worldplay.memory.lift import per_patch
+from worldplay.model.embed import prompt_ids
+from worldplay.model.presets import ModelConfig
+from worldplay.model.vae import RGBDVAE, frames_to_tensor
+from worldplay.stream.streamer import memory_config_for
+from worldplay.world.render import Renderer
+from worldplay.world.scene import make_scene
+from worldplay.world.trajectories import make_trajectory
+
+META = "worldplay.latents/1"
+ENCODE_BATCH = 8   # frames per VAE call: amortises per-call overhead, bounds memory
+
+
+@dataclass(frozen=True)
+class LatentSet:
+    scenes: int = 40                # training scenes (seeds first_seed..): variety beats length here
+    paths: tuple[str, ...] = ("orbit", "look-away", "loop", "figure-eight", "out-and-back", "random-walk")
+    per_scene: int = 2              # paths per scene (cycled through `paths`)
+    frames: int = 128               # 8 s at 16 FPS: the paths leave and come back
+    first_seed: int = 0             # training seeds; held-out scenes start at 1,000,000
+
+
+def vae_hash(vae: RGBDVAE) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(vae.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Clip:
+    """One cached trajectory (see module docstring for the shapes)."""
+    z: Tensor
+    depth: Tensor
+    dynamic: Tensor
+    c2w: Tensor
+    times: Tensor
+    prompt: Tensor
+    revisits: list[tuple[int, int, float]]
+    name: str
+
+    def __len__(self) -> int:
+        return int(self.z.shape[0])
+
+
+@torch.no_grad()
+def encode_trajectory(vae: RGBDVAE, cfg: ModelConfig, seed: int, path: str, frames: int) -> Clip:
+    scene = make_scene(seed)
+    v = cfg.vae
+    renderer = Renderer(scene, image=ImageConfig(width=v.width, height=v.height))
+    traj = make_trajectory(path, scene, frames, seed=seed)
+    mcfg = memory_config_for(cfg)
+    zs, depths, dyns = [], [], []
+    for a in range(0, frames, ENCODE_BATCH):
+        fr = [renderer.render(traj.c2w[i], float(traj.times[i])) for i in range(a, min(a + ENCODE_BATCH, frames))]
+        rgb = frames_to_tensor(torch.stack([f.rgb for f in fr]))                     # (B, 3, H, W)
+        depth = torch.stack([f.depth.float() for f in fr])                          # (B, H, W)
+        zs.append(vae.encode(rgb, depth).half())                                     # (B, C, h, w)
+        depths += [per_patch(f.depth, mcfg, "depth", "median") for f in fr]
+        dyns += [per_patch(f.dynamic.float(), mcfg, "dynamic mask", "mean").nan_to_num(0.0) for f in fr]
+    ids = prompt_ids(scene.prompt, cfg.dit)
+    return Clip(torch.cat(zs), torch.stack(depths), torch.stack(dyns), traj.c2w.float(),
+                traj.times.double(), ids, traj.revisits, f"{seed:07d}_{path}")
+
+
+def save_clip(folder: Path, clip: Clip, vae_id: str) -> Path:
+    out = folder / f"{clip.name}.safetensors"
+    meta = {"format": META, "vae": vae_id, "revisits": json.dumps(clip.revisits)}
+    tensors = {"z": clip.z, "depth": clip.depth, "dynamic": clip.dynamic, "c2w": clip.c2w,
+               "times": clip.times, "prompt": clip.prompt}
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    return out
+
+
+def load_clip(path: Path, vae_id: str | None = None) -> Clip:
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != META:
+            raise WorldplayError(f"{path} is not a worldplay latent cache file; delete it and rebuild")
+        if vae_id is not None and meta.get("vae") != vae_id:
+            raise WorldplayError(f"{path} was encoded with another VAE ({meta.get('vae')}, not {vae_id}); "
+                                 f"delete the cache folder and rebuild it with this VAE")
+        t = {k: f.get_tensor(k) for k in f.keys()}
+    revisits = [tuple(r) for r in json.loads(meta.get("revisits", "[]"))]
+    return Clip(t["z"], t["depth"], t["dynamic"], t["c2w"], t["times"], t["prompt"], revisits, path.stem)
+
+
+def build_cache(folder: Path, vae: RGBDVAE, cfg: ModelConfig, spec: LatentSet = LatentSet(),
+                progress: bool = True) -> list[Clip]:
+    """Encode every trajectory of `spec` not yet in `folder`; return all of them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vid = vae_hash(vae)
+    jobs = [(spec.first_seed + s, spec.paths[(s * spec.per_scene + k) % len(spec.paths)])
+            for s in range(spec.scenes) for k in range(spec.per_scene)]
+    clips = []
+    for seed, path in tqdm(jobs, desc="encode latents", unit="traj", disable=not progress):
+        file = folder / f"{seed:07d}_{path}.safetensors"
+        if file.exists():
+            clips.append(load_clip(file, vid))
+            continue
+        clip = encode_trajectory(vae.eval(), cfg, seed, path, spec.frames)
+        save_clip(folder, clip, vid)
+        clips.append(clip)
+    return clips
+
+
+def full_res_K(cfg: ModelConfig) -> Tensor:
+    """The pixel intrinsics every trajectory is rendered with (the product's default camera)."""
+    return intrinsics(cfg.vae.width, cfg.vae.height)

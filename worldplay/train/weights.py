@@ -1,0 +1,39 @@
+"""Weights for a stage to start from: a run folder's EMA, a registry model or a .safetensors file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import load_file
+from torch import Tensor
+
+from worldplay.checkpoints import load_checkpoint
+from worldplay.errors import WorldplayError
+from worldplay.train.run import CKPT
+
+DIT_MARK = "blocks."   # every DiT state dict has transformer blocks; the VAE's has none
+
+
+def _prefixed(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def weights_from(source: str, part: str) -> dict[str, Tensor]:
+    """`part` ("vae" or "dit") float32 weights from a run folder (its EMA) or a checkpoint.
+
+    A run folder is read from its EMA weights, a registry name or .safetensors file through the
+    registry's checks. What is missing is said in one line with the fix."""
+    p = Path(source)
+    if p.is_dir() and (p / CKPT).exists():
+        ema = _prefixed(load_file(str(p / CKPT)), "ema.")
+        is_dit = any(k.startswith(DIT_MARK) for k in ema)
+        if ema and is_dit == (part == "dit"):
+            return ema
+        raise WorldplayError(f"{source} is a training run without {part} weights; point at the {part} run")
+    _, state, _ = load_checkpoint(source)
+    if state is None:
+        raise WorldplayError(f"{source} has random weights; start without --init to train from scratch")
+    out = {k: v.float() for k, v in _prefixed(state, f"{part}.").items()}
+    if not out:
+        raise WorldplayError(f"{source} holds no {part} weights; pick a full worldplay checkpoint")
+    return out
