@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || echo "torch==2.13.0")
 
-.PHONY: play test install install-dev bench clean
+.PHONY: play test install install-dev bench clean gpu-train
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,3 +34,20 @@ bench: install
 
 clean:
 	rm -rf $(VENV)
+
+# On a CUDA machine (torch, triton, einops, safetensors, tqdm; no network, no pygame, no PyAV):
+# continue training the shipped model for MINUTES and leave, in OUT, the new fp16 shards
+# (OUT/model/), the loss log and a --quick eval JSON, ready to copy into assets/ and commit.
+# The run folder (with optimizer state) stays outside OUT. Runs from the tree, installs nothing.
+MINUTES ?= 5
+OUT ?= out/train
+RUN ?= /tmp/worldplay-gpu-run
+gpu-train:
+	@mkdir -p $(OUT)/model
+	PYTHONPATH=$(CURDIR) $(PY) -m worldplay train causal --device cuda --init mosaic-tiny --minutes $(MINUTES) \
+		--out $(RUN) --cache $(RUN)-latents --no-progress --sample-minutes 100
+	PYTHONPATH=$(CURDIR) $(PY) -m worldplay train export --vae mosaic-tiny --dit $(RUN) --out $(OUT)/model
+	cp $(RUN)/losses.csv $(OUT)/losses.csv
+	cp "$$(ls $(RUN)/samples/*.png | tail -1)" $(OUT)/samples.png
+	PYTHONPATH=$(CURDIR) $(PY) -m worldplay eval --device cuda --quick --no-progress \
+		--source model:$(OUT)/model@full,model:$(OUT)/model@off --json $(OUT)/eval.json

@@ -38,7 +38,7 @@ from worldplay.model.embed import token_features
 from worldplay.model.presets import ModelConfig
 from worldplay.model.vae import RGBDVAE, tensor_to_uint8
 from worldplay.stream.recall import recall
-from worldplay.stream.sampler import FlowSchedule, renoise_step, shift_t
+from worldplay.stream.sampler import FlowSchedule, shift_t, x0_from_v
 from worldplay.stream.streamer import memory_config_for
 from worldplay.train.frames import VALIDATION_SEED_START
 from worldplay.train.latents import Clip, LatentSet, build_cache, full_res_K
@@ -81,8 +81,8 @@ class Example:
 class Episode:
     """One trajectory walked forward; its memory holds every frame before the current clip."""
 
-    def __init__(self, cfg: ModelConfig, capacity: int, K: Tensor):
-        self.memory = MosaicMemory(memory_config_for(cfg, capacity=capacity))
+    def __init__(self, cfg: ModelConfig, capacity: int, K: Tensor, device: torch.device = torch.device("cpu")):
+        self.memory = MosaicMemory(memory_config_for(cfg, capacity=capacity), device)
         self.cfg, self.K = cfg, K
         self.key: int | None = None
         self.upto = 0
@@ -112,7 +112,7 @@ class CausalStage:
         self.config = {"stage": asdict(stage_cfg), "dit": asdict(cfg.dit)}
         self.generator = torch.Generator()
         self.K = full_res_K(cfg)
-        self.episodes = [Episode(cfg, stage_cfg.memory_capacity, self.K) for _ in range(stage_cfg.episodes)]
+        self.episodes = [Episode(cfg, stage_cfg.memory_capacity, self.K, self.device) for _ in range(stage_cfg.episodes)]
         self.k = 0                    # examples drawn (by this rank)
         self.rank, self.world = 0, 1
         self.Fc = cfg.dit.chunk_frames
@@ -158,14 +158,15 @@ class CausalStage:
             x0[0, :-Fc] = context.to(x0)
         c2w = ex.clip.c2w[idx].to(self.device)
         frame_idx = (idx - a).to(self.device)      # RoPE is relative in t: clips of a batch share these
-        cams = self.module.cameras(c2w[None], self.K.to(self.device))            # (1, T)
+        K = self.K.to(self.device)
+        cams = self.module.cameras(c2w[None], K)                                  # (1, T)
         use_tokens = d.use_memory_rope and ex.mode in ("full", "rope")
         use_canvas = d.use_warped_latent and ex.mode in ("full", "latent")
         mems: list[MemoryTokens | None] = []
         canvases = []
         for ch in range(idx.numel() // Fc):
             s = slice(ch * Fc, (ch + 1) * Fc)
-            m, cv = recall(self.module, memory, c2w[s], self.K, frame_idx[s], budget=d.memory_tokens, min_age=0.0,
+            m, cv = recall(self.module, memory, c2w[s], K, frame_idx[s], budget=d.memory_tokens, min_age=0.0,
                            use_tokens=use_tokens, use_canvas=use_canvas, dtype=torch.float32,
                            cam_dtype=torch.float32, pad=True)
             mems.append(m)
@@ -230,7 +231,7 @@ class CausalStage:
         for j, clip in enumerate(self.val_clips):
             first = clip.revisits[0][0] if clip.revisits else len(clip) // 2
             chunk = max(first // self.Fc, self.c.context_chunks)
-            ep = Episode(self.cfg, self.c.memory_capacity, self.K)
+            ep = Episode(self.cfg, self.c.memory_capacity, self.K, self.device)
             ep.advance(-1 - j, clip, (chunk - self.c.context_chunks) * self.Fc)
             out.append((Example(clip, chunk, "full"), ep.memory))
         return out
@@ -248,7 +249,9 @@ class CausalStage:
         for tc, tn in FlowSchedule(steps, self.cfg.dit.shift).pairs():
             t[:, -Fc:] = tc
             v = module.forward_full(x, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
-            x[:, -Fc:] = renoise_step(x[:, -Fc:], v[:, -Fc:], tc, tn, g)
+            x0_hat = x0_from_v(x[:, -Fc:], v[:, -Fc:].float(), tc)   # x0-renoise, as the streamer samples
+            noise = torch.randn(x0_hat.shape, generator=g).to(self.device)    # CPU generator: same on any device
+            x[:, -Fc:] = x0_hat if tn <= 0 else (1 - tn) * x0_hat + tn * noise
         return x[0, -Fc:]                                                         # (F, C, h, w)
 
     def validate(self, module: DiT) -> dict[str, float]:
@@ -322,7 +325,8 @@ def build_stage(stage: str, cfg: ModelConfig, args, device: str) -> CausalStage:
     fc = ForcingConfig(causal=CausalConfig(episodes=max(2, batch), batch=batch))
     sc = fc.causal if stage == "forcing" else CausalConfig(episodes=max(4, batch), batch=batch)
     cache = Path(args.cache)
-    clips = build_cache(cache / "train", vae.eval(), cfg, sc.data, progress=not args.no_progress)
+    vae = vae.to(device).eval()
+    clips = build_cache(cache / "train", vae, cfg, sc.data, progress=not args.no_progress)
     val = build_cache(cache / "val", vae, cfg, sc.val, progress=not args.no_progress)
     bf16 = args.bf16 or device.startswith("cuda")
     if stage == "forcing":

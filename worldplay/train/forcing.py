@@ -76,7 +76,7 @@ class ForcingStage(CausalStage):
         clip = self.clips[int(torch.randint(len(self.clips), (1,), generator=g))]
         probs = torch.tensor(self.c.mode_probs)
         mode = MODES[int(torch.multinomial(probs, 1, generator=g))]
-        memory = MosaicMemory(memory_config_for(self.cfg, capacity=self.c.memory_capacity))
+        memory = MosaicMemory(memory_config_for(self.cfg, capacity=self.c.memory_capacity), self.device)
         n = self.f.observe_chunks
         for f in range((n - 1) * self.Fc):   # observed chunks before the context go to memory
             self._insert(memory, clip, f, clip.z[f].float(), clip.depth[f])

@@ -82,9 +82,10 @@ class Clip:
 
 @torch.no_grad()
 def encode_trajectory(vae: RGBDVAE, cfg: ModelConfig, seed: int, path: str, frames: int) -> Clip:
+    """Render and encode one trajectory on the VAE's device; the cache is kept on the CPU."""
     scene = make_scene(seed)
-    v = cfg.vae
-    renderer = Renderer(scene, image=ImageConfig(width=v.width, height=v.height))
+    v, dev = cfg.vae, next(vae.parameters()).device
+    renderer = Renderer(scene, image=ImageConfig(width=v.width, height=v.height), device=dev)
     traj = make_trajectory(path, scene, frames, seed=seed)
     mcfg = memory_config_for(cfg)
     zs, depths, dyns = [], [], []
@@ -92,9 +93,9 @@ def encode_trajectory(vae: RGBDVAE, cfg: ModelConfig, seed: int, path: str, fram
         fr = [renderer.render(traj.c2w[i], float(traj.times[i])) for i in range(a, min(a + ENCODE_BATCH, frames))]
         rgb = frames_to_tensor(torch.stack([f.rgb for f in fr]))                     # (B, 3, H, W)
         depth = torch.stack([f.depth.float() for f in fr])                          # (B, H, W)
-        zs.append(vae.encode(rgb, depth).half())                                     # (B, C, h, w)
-        depths += [per_patch(f.depth, mcfg, "depth", "median") for f in fr]
-        dyns += [per_patch(f.dynamic.float(), mcfg, "dynamic mask", "mean").nan_to_num(0.0) for f in fr]
+        zs.append(vae.encode(rgb, depth).half().cpu())                               # (B, C, h, w)
+        depths += [per_patch(f.depth.cpu(), mcfg, "depth", "median") for f in fr]
+        dyns += [per_patch(f.dynamic.cpu().float(), mcfg, "dynamic mask", "mean").nan_to_num(0.0) for f in fr]
     ids = prompt_ids(scene.prompt, cfg.dit)
     return Clip(torch.cat(zs), torch.stack(depths), torch.stack(dyns), traj.c2w.float(),
                 traj.times.double(), ids, traj.revisits, f"{seed:07d}_{path}")
