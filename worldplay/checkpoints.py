@@ -37,6 +37,7 @@ HEADER_LEN_BYTES = 8                            # safetensors: u64 little-endian
 HEADER_BASE_BYTES = 1024                        # JSON header: metadata and padding per shard...
 HEADER_TENSOR_BYTES = 160                       # ...plus dtype, shape and offsets per tensor
 SOURCES = ("assets", "hub", "random")
+TRAINING_KEY = "worldplay_training"             # shard metadata: JSON of steps/minutes per part
 CONVERT_HINT = ("convert it in a trusted environment with safetensors.torch.save_file("
                 "torch.load(path, weights_only=True), 'model.safetensors')")
 
@@ -87,11 +88,19 @@ class CheckpointInfo:
     random: bool                            # True: seeded random weights (state_dict is None)
     seed: int | None                        # init seed for random entries
     files: tuple[tuple[Path, str], ...]     # (local path, sha256) of each shard read
+    training: dict | None = None            # what the shards say of their training (train export)
+
+    @property
+    def steps(self) -> int | None:
+        """The DiT's training steps, when the checkpoint says."""
+        return (self.training or {}).get("dit", {}).get("steps")
 
     @property
     def label(self) -> str:
-        """Short text for the HUD / bench, flagging random weights."""
-        return f"{self.name} (random weights)" if self.random else self.name
+        """Short text for the HUD / bench, flagging random weights and naming training steps."""
+        if self.random:
+            return f"{self.name} (random weights)"
+        return f"{self.name} ({self.steps} steps)" if self.steps is not None else self.name
 
 
 # ---- registry -------------------------------------------------------------------------------
@@ -264,7 +273,9 @@ def load_checkpoint(name_or_path: str | os.PathLike, preset: str | None = None, 
     state, owner = _read_shards(paths, shown_root, device)
     if expected_shapes is not None:
         check_shapes(state, expected_shapes, cfg.name, owner)
-    info = CheckpointInfo(name, cfg.name, source, random, None, tuple(zip(paths, hashes)))
+    training = read_header(paths[0], _show(paths[0], shown_root)).get("__metadata__", {}).get(TRAINING_KEY)
+    info = CheckpointInfo(name, cfg.name, source, random, None, tuple(zip(paths, hashes)),
+                          json.loads(training) if training else None)
     return cfg, state, info
 
 

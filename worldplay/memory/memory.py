@@ -22,7 +22,7 @@ from worldplay.memory.lift import check_pose, lift_frame
 from worldplay.memory.retrieve import MemoryBatch, retrieve
 from worldplay.memory.rgb import RGB, colour_sub, rgb_features
 from worldplay.memory.store import EntryStore, Patches
-from worldplay.memory.warp import depth_canvas, warp_canvas
+from worldplay.memory.warp import depth_canvas, warp_canvas, warp_latent
 from worldplay.session_file import load_session, save_session
 
 META_KEY = "_meta"          # state_dict entry holding the config + counters as UTF-8 JSON bytes
@@ -80,6 +80,11 @@ class MosaicMemory:
                     ids: Tensor | None = None, min_age: float = 0.0) -> tuple[Tensor, Tensor]:
         """(canvas (D, h, w), mask (1, h, w)) of memory splatted into one target view."""
         return warp_canvas(self.store, self.cfg, c2w, K, grid, ids, min_age)
+
+    def warp_latent(self, c2w: Tensor, K: Tensor, latent_grid: tuple[int, int], patch: int,
+                    ids: Tensor | None = None, min_age: float = 0.0) -> tuple[Tensor, Tensor]:
+        """(canvas (C, h, w), mask (1, h, w)) at the latent grid, each cell resampled from its entry."""
+        return warp_latent(self.store, self.cfg, c2w, K, latent_grid, patch, ids, min_age)
 
     def pick(self, c2w: Tensor, K: Tensor, uv) -> float | None:
         """z-depth of the nearest remembered surface under pixel uv = (u, v), or None."""

@@ -12,7 +12,6 @@ from torch import Tensor
 from worldplay.memory.memory import MosaicMemory
 from worldplay.memory.retrieve import MemoryBatch
 from worldplay.model.dit import DiT, MemoryTokens
-from worldplay.model.embed import canvas_to_latent
 
 
 def memory_tokens(dit: DiT, batch: MemoryBatch, frame_idx: Tensor, dtype: torch.dtype,
@@ -30,11 +29,11 @@ def memory_tokens(dit: DiT, batch: MemoryBatch, frame_idx: Tensor, dtype: torch.
 
 def warped_canvas(dit: DiT, memory: MosaicMemory, c2w: Tensor, K: Tensor, ids: Tensor | None,
                   dtype: torch.dtype) -> Tensor:
-    """(1, F, C + 1, h, w): per target view the splatted memory latent and its validity mask."""
+    """(1, F, C + 1, h, w): per target view the memory latent resampled into it (each latent
+    cell from the entry the z-buffer shows there) and its validity mask."""
     layers = []
     for f in range(c2w.shape[0]):
-        feat, mask = memory.warp_canvas(c2w[f], K, dit.cfg.tokens_hw, ids=ids)
-        lat, m = canvas_to_latent(feat, mask, dit.patch)                         # (C, h, w), (1, h, w)
+        lat, m = memory.warp_latent(c2w[f], K, dit.cfg.latent_hw, dit.patch, ids=ids)   # (C, h, w), (1, h, w)
         layers.append(torch.cat([lat, m], dim=0))
     return torch.stack(layers)[None].to(c2w.device, dtype)                       # (1, F, C + 1, h, w)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from worldplay.checkpoints import ROOT, registry_entry, save_checkpoint
+from worldplay.checkpoints import ROOT, TRAINING_KEY, registry_entry, save_checkpoint
 from worldplay.errors import WorldplayError
 from worldplay.train.run import STATE
 from worldplay.train.weights import weights_from
@@ -33,7 +33,7 @@ def export(args) -> None:
              **{f"dit.{k}": v.half() for k, v in weights_from(args.dit, "dit").items()}}
     training = {"vae": _steps(args.vae), "dit": _steps(args.dit)}
     out = Path(args.out) if args.out else ROOT / "assets"
-    files = save_checkpoint(state, out, args.name, PRESET, meta={"worldplay_training": json.dumps(training)})
+    files = save_checkpoint(state, out, args.name, PRESET, meta={TRAINING_KEY: json.dumps(training)})
     total = sum(f["bytes"] for f in files)
     print(f"wrote {len(files)} shard(s), {total / 2 ** 20:.1f} MiB, into {out}; training: {training}")
     print(registry_entry(args.name, PRESET, files, f"tiny model trained on MosaicWorld ({training})"))
