@@ -1,4 +1,4 @@
-"""The source layer: spec grammar, the registry, capabilities, and
+"""The source layer: spec grammar, the registry, the new sources (vae, floor), capabilities, and
 a source with only the required protocol going through play --headless, record and eval."""
 
 import ast
@@ -7,17 +7,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from micro_model import IMAGE
+from micro_model import IMAGE, MICRO
 
 from worldplay import cli
 from worldplay.errors import WorldplayError
+from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
 from worldplay.sources import registry
 from worldplay.sources.capabilities import (Closable, HasMemory, HasScene, HasSession, HasSpawn, ObservesContext,
                                             Prefetching, set_context)
 from worldplay.sources.explicit import ExplicitSource
+from worldplay.sources.floor import FloorConfig, FloorSource, cell_means
 from worldplay.sources.memory import MemorySource
 from worldplay.sources.protocol import FrameSource
 from worldplay.sources.spec import SPEC_HELP, SourceSpec, SpecError, parse_spec, split_specs
+from worldplay.sources.vae import VaeSource
 from worldplay.sources.world import WorldSource
 from worldplay.world.frame import Frame
 
@@ -37,6 +40,7 @@ W, H = 640, 360
     ("model:runs/a@b/step-10.safetensors@rope", "model", "runs/a@b/step-10.safetensors", "rope", {}),
     ("model:C:/w/x.safetensors", "model", "C:/w/x.safetensors", None, {}),
     ("model@full+steps=2+window=1", "model", None, "full", {"steps": "2", "window": "1"}),
+    ("vae:base-random", "vae", "base-random", None, {}),
 ])
 def test_parse_spec(text, kind, target, mode, options):
     spec = parse_spec(text)
@@ -65,7 +69,7 @@ def test_split_specs():
 def test_valid_specs_lists_every_kind_and_the_help_agrees():
     line = registry.valid_specs()
     assert "\n" not in line
-    for kind in ("world", "explicit", "memory",
+    for kind in ("world", "explicit", "memory", "vae[:NAME|:PATH]", "floor",
                  "model[:NAME|:PATH][@full|rope|latent|off]", "tiny-random", "base-random"):
         assert kind in line
     for name in registry.KINDS:                                         # --help names every built-in kind
@@ -119,8 +123,9 @@ def test_capabilities_of_the_built_in_sources():
     world = WorldSource(0, image=IMAGE)
     memory = MemorySource(0, image=IMAGE)
     explicit = ExplicitSource(0)
+    floor = FloorSource(0, cfg=FloorConfig(image=IMAGE))
     for src, caps in ((world, {HasScene}), (memory, {HasScene, HasMemory}),
-                      (explicit, {HasScene, ObservesContext})):
+                      (explicit, {HasScene, ObservesContext}), (floor, {HasScene})):
         assert isinstance(src, FrameSource)
         assert {c for c in CAPABILITIES if isinstance(src, c)} == caps, src.name
     with pytest.raises(WorldplayError, match="no ground-truth context"):
@@ -135,6 +140,40 @@ def test_client_never_probes_attributes():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in ("getattr", "hasattr", "setattr"), f"{path.name}:{node.lineno}"
+
+
+# --- floor and vae ------------------------------------------------------------------------------
+
+def test_cell_means_fills_each_cell_with_its_mean_colour():
+    rgb = torch.randint(0, 256, (90, 70, 3), dtype=torch.uint8)         # 3 x 3 cells, the last ones cut short
+    out = cell_means(rgb, 32)
+    assert out.shape == rgb.shape and out.dtype == torch.uint8
+    for y0, x0 in ((0, 0), (32, 32), (64, 64), (64, 0)):
+        block = rgb[y0:y0 + 32, x0:x0 + 32].float()
+        mean = block.reshape(-1, 3).mean(0).round().to(torch.uint8)
+        assert torch.equal(out[y0:y0 + 32, x0:x0 + 32], mean.expand(block.shape).to(torch.uint8))
+
+
+def test_floor_keeps_the_layout_and_drops_the_detail():
+    src = FloorSource(4, cfg=FloorConfig(cell_px=16, image=IMAGE))
+    truth = WorldSource(4, image=IMAGE)
+    pose = src.scene.spawn_pose()[None]
+    got, gt = src.frames(pose, torch.zeros(1))[0], truth.frames(pose, torch.zeros(1))[0]
+    assert torch.equal(got.rgb, cell_means(gt.rgb, 16)) and torch.equal(got.depth, gt.depth)
+    assert src.hud()["source"] == "floor"
+
+
+def test_vae_source_is_ground_truth_through_the_vae():
+    vae = RGBDVAE(MICRO.vae, seed=1)
+    src = VaeSource(seed=4, vae=vae, label="micro")
+    truth = WorldSource(4, image=IMAGE)
+    pose = src.scene.spawn_pose()[None]
+    got, gt = src.frames(pose, torch.zeros(1))[0], truth.frames(pose, torch.zeros(1))[0]
+    with torch.no_grad():
+        want, depth = vae.decode(vae.encode(frames_to_tensor(gt.rgb), gt.depth[None]))
+    assert torch.equal(got.rgb, tensor_to_uint8(want)[0]) and torch.equal(got.depth, depth[0])
+    assert torch.equal(got.dynamic, gt.dynamic) and torch.equal(got.c2w, gt.c2w)
+    assert got.rgb.shape == (MICRO.vae.height, MICRO.vae.width, 3) and isinstance(src, HasScene)
 
 
 # --- a source with only the required protocol, through every command ------------------------------

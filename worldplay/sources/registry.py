@@ -6,7 +6,7 @@
 a bad one fails the same way: one line naming what was wrong and listing what is valid. Each
 kind says what its spec may carry (a ':TARGET', which '@MODE's, which '+KEY=VALUE' settings)
 and how to build it. Tests and plug-ins add kinds with `register` (and drop them with
-`unregister`); the built-in ones are world, explicit, memory and model.
+`unregister`); the built-in ones are world, explicit, memory, vae, floor and model.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import torch
 from worldplay.checkpoints import load_registry
 from worldplay.errors import WorldplayError
 from worldplay.sources.explicit import ExplicitSource
+from worldplay.sources.floor import FloorSource
 from worldplay.sources.memory import MemorySource
 from worldplay.sources.model import ModelSource
 from worldplay.sources.protocol import FrameSource
 from worldplay.sources.spec import KIND_RE, SourceSpec, SpecError, parse_spec, split_specs
+from worldplay.sources.vae import VaeSource
 from worldplay.sources.weights import parse_dtype
 from worldplay.sources.world import WorldSource
 from worldplay.stream.streamer import MEMORY_MODES
@@ -190,6 +192,11 @@ for _kind in (
                "the reprojection baseline: ground-truth context, then only what it reprojects"),
     SourceKind("memory", lambda s, e: MemorySource(e.seed, e.prompt, e.device),
                "only what a colour mosaic memory reprojects (unseen places are black)"),
+    SourceKind("vae", lambda s, e: VaeSource(s.target, e.seed, e.prompt, e.device),
+               "ground truth through a model's VAE: the ceiling of any model on it",
+               target=MODEL_TARGET, check_target=check_model),
+    SourceKind("floor", lambda s, e: FloorSource(e.seed, e.prompt, e.device),
+               "ground truth averaged over 32-px cells: what knowing only the layout shows"),
     SourceKind("model", _model, "the streamer on a checkpoint, with a memory mode",
                target=MODEL_TARGET, modes=MEMORY_MODES, check_target=check_model,
                settings={"steps": Setting(positive_int, "N"), "chunk": Setting(positive_int, "F"),

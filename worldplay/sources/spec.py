@@ -30,6 +30,7 @@ LIST_SEP = ","
 # For --help, which must not import the registry (torch, the model); the registry's own list
 # (registry.valid_specs, shown with every bad spec) is the authority and a test holds them together.
 SPEC_HELP = ("world (ground truth), explicit (reprojection baseline), memory (colour memory only), "
+             "vae[:NAME|:PATH] (ground truth through a VAE), floor (32-px cell means), "
              "model[:NAME|:PATH][@full|rope|latent|off] (NAME: a checkpoints.toml entry, default its "
              "default; PATH: a checkpoint file; @: the memory mode)")
 
