@@ -22,7 +22,6 @@ import sys
 import time
 from collections import deque
 
-
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
