@@ -38,6 +38,7 @@ def headless_app(tmp_path):
 
     from worldplay.client.app import App
     from worldplay.config import ClientConfig, ControlsConfig
+    from worldplay.sources.capabilities import close_source
 
     apps = []
 
@@ -54,6 +55,4 @@ def headless_app(tmp_path):
     yield make
     for a in apps:
         a.close()
-        close = getattr(a.source, "close", None)
-        if close is not None:
-            close()
+        close_source(a.source)

@@ -268,7 +268,6 @@ def test_play_without_display_is_one_line_error(monkeypatch, capsys):
 
 
 def test_play_headless_records(tmp_path, capsys):
-    pytest.importorskip("worldplay.client.sources")
     pytest.importorskip("worldplay.client.recorder")
     av = pytest.importorskip("av")
     out = tmp_path / "walk.mp4"
@@ -295,7 +294,7 @@ def test_windowed_app_runs_under_dummy_driver(tmp_path):
 
 
 def test_sources_reject_mismatched_poses_and_times():
-    from worldplay.client.sources import WorldSource
+    from worldplay.sources.world import WorldSource
 
     src = WorldSource(0, image=SMALL)
     with pytest.raises(ValueError, match=r"WorldSource.frames wants c2w \(F, 4, 4\) and times \(F,\); "

@@ -7,6 +7,7 @@ each test to a few seconds; time is passed explicitly, never measured.
 
 import math
 import os
+import threading
 from types import SimpleNamespace
 
 os.environ["SDL_VIDEODRIVER"] = "dummy"
@@ -19,15 +20,17 @@ import torch  # noqa: E402
 
 from worldplay import cli  # noqa: E402
 from worldplay.client.input import CONTROLS, MEMORY_CONTROLS, control_rows  # noqa: E402
-from worldplay.client.memory_colour import colour_memory_config  # noqa: E402
-from worldplay.client.memory_source import MemorySource, memory_frame  # noqa: E402
 from worldplay.client.memory_ui import MemoryUi  # noqa: E402
 from worldplay.client.memory_view import BG_RGB, Minimap, MinimapConfig, entry_colours  # noqa: E402
-from worldplay.client.sources import SOURCES, WorldSource  # noqa: E402
 from worldplay.config import ClientConfig, ControlsConfig, ImageConfig  # noqa: E402
 from worldplay.errors import WorldplayError  # noqa: E402
 from worldplay.memory import MemoryConfig, MosaicMemory  # noqa: E402
+from worldplay.memory.colour import colour_memory_config  # noqa: E402
 from worldplay.memory.store import Patches  # noqa: E402
+from worldplay.sources.capabilities import HasMemory  # noqa: E402
+from worldplay.sources.memory import MemorySource, memory_frame  # noqa: E402
+from worldplay.sources.registry import KINDS  # noqa: E402
+from worldplay.sources.world import WorldSource  # noqa: E402
 from worldplay.world.frame import SKY_DEPTH  # noqa: E402
 
 IM = ImageConfig(width=160, height=90)
@@ -125,9 +128,11 @@ def test_latent_memories_fade_with_age_and_source_memory_wins():
                           time=torch.zeros(1, dtype=torch.float64), dynamic=torch.zeros(1)), torch.eye(4))
     old, new = entry_colours(mem, torch.tensor([0, 1]), MinimapConfig())
     assert old[0] < new[0] and len(set(new.tolist())) == 1             # grey, brighter when newer
-    src = SimpleNamespace(name="model", streamer=SimpleNamespace(memory=mem))
+    src = SimpleNamespace(name="model", memory=mem, memory_lock=threading.RLock(), memory_frozen=False)
+    assert isinstance(src, HasMemory)                                   # says so through the protocol
     ui = MemoryUi(src, IM, ClientConfig(), say=lambda text: None)
     assert ui.memory is mem and not ui.owned
+    assert ui.edit.active is False and ui.do("edit", None) and src.memory_frozen   # edit mode freezes it
     assert tuple(ui.K[:2, 2].tolist()) == (320.0, 180.0)                # K in the memory's own pixels
 
 
@@ -148,7 +153,7 @@ def test_m_toggles_the_minimap(make_app):
 
 
 def test_memory_source_shows_seen_places_and_black_for_unseen(make_app):
-    assert "memory" in SOURCES
+    assert "memory" in KINDS
     app = make_app(MemorySource(0, image=IM))
     app.step(DT)
     assert int(app.frame.rgb.max()) == 0                    # nothing seen yet: all black

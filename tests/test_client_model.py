@@ -17,14 +17,14 @@ import torch  # noqa: E402
 from micro_model import IMAGE, micro_streamer  # noqa: E402
 
 from worldplay import cli  # noqa: E402
-from worldplay.client import sources  # noqa: E402
 from worldplay.client.edit_mode import Aim  # noqa: E402
 from worldplay.client.pacing import ChunkFeed, Pacer, RateMeter  # noqa: E402
 from worldplay.client.session_keys import latest_session  # noqa: E402
 from worldplay.config import ControlsConfig  # noqa: E402
 from worldplay.controls import FirstPersonCamera, InputFrame  # noqa: E402
 from worldplay.memory import Region  # noqa: E402
-from worldplay.stream.model_source import ModelSource  # noqa: E402
+from worldplay.sources import registry  # noqa: E402
+from worldplay.sources.model import ModelSource  # noqa: E402
 from worldplay.world.frame import SKY_DEPTH, Frame  # noqa: E402
 from worldplay.world.render import Renderer  # noqa: E402
 
@@ -39,13 +39,15 @@ class Micro(ModelSource):
     """The micro model as a source, remembering every chunk it was asked for."""
 
     def __init__(self, lookahead: bool = False):
-        self.calls, self.prefetches = [], []
+        self.calls, self.prefetches, self.made = [], [], []
         super().__init__("micro", seed=3, streamer=micro_streamer(), lookahead=lookahead,
                          label="micro (random weights)")
 
     def frames(self, c2w, times):
         self.calls.append((c2w.clone(), times.clone()))
-        return super().frames(c2w, times)
+        out = super().frames(c2w, times)
+        self.made += out
+        return out
 
     def prefetch(self, c2w, times):
         self.prefetches.append((c2w.clone(), times.clone()))
@@ -87,10 +89,22 @@ def same(a: list[Frame], b: list[Frame]) -> bool:
 
 def test_model_source_is_registered_with_the_default_model(monkeypatch):
     made = []
-    monkeypatch.setattr("worldplay.stream.model_source.ModelSource", lambda *a, **k: made.append((a, k)) or "src")
-    assert sources.make_source("model", 4, "red brick", "cpu") == "src"
+
+    class Made:
+        def __init__(self, *a, **k):
+            made.append((a, k))
+
+    monkeypatch.setattr(registry, "ModelSource", Made)
+    src = registry.make_source("model", 4, "red brick", "cpu")
+    assert isinstance(src, Made) and src.name == "model"                # the spec as typed
     (args, kw), = made
-    assert args == ("tiny-random", 4, "red brick", "cpu") and kw == {"lookahead": True}
+    assert args == (None, 4, "red brick", "cpu")                        # None: checkpoints.toml's default
+    assert kw["lookahead"] and kw["memory"] == "full"
+    made.clear()
+    src = registry.make_source("model:tiny-random@off+steps=2", 4, None, "cpu")
+    (args, kw), = made
+    assert args[0] == "tiny-random" and kw["memory"] == "off" and kw["steps"] == 2
+    assert src.name == "model:tiny-random@off+steps=2"
 
 
 def test_headless_frames_flow_along_one_planned_path(make_app):
@@ -282,13 +296,26 @@ def test_play_resumes_a_session_at_its_last_pose(tmp_path, monkeypatch, capsys):
     f = tmp_path / "s.safetensors"
     a.save(f)
     b = Micro()
-    monkeypatch.setattr(sources, "model_source", lambda *args: b)
-    assert cli.main(["play", "--model", "micro", "--session", str(f), "--headless", "--seconds", str(4 * DT)]) == 0
+    monkeypatch.setattr(registry, "ModelSource", lambda *args, **kw: b)
+    assert cli.main(["play", "--source", "model", "--session", str(f), "--headless", "--seconds", str(4 * DT)]) == 0
     assert "played 4 frames" in capsys.readouterr().out
     s = b.streamer
     assert torch.equal(s.poses[:4], a.streamer.poses)
     assert torch.allclose(s.poses[4], a.streamer.poses[-1], atol=1e-5)    # no input: it goes on from there
     assert float(s.times[4]) == pytest.approx(4 * DT)
+
+
+def test_play_context_starts_the_model_from_real_frames(monkeypatch, capsys):
+    b = Micro()
+    monkeypatch.setattr(registry, "ModelSource", lambda *args, **kw: b)
+    assert cli.main(["play", "--source", "model", "--context", "3", "--headless", "--seconds", str(4 * DT)]) == 0
+    assert b.context_frames == 3 and len(b.made) == 4
+    gt = Renderer(b.scene, IMAGE)
+    real = [torch.equal(f.rgb, gt.render(f.c2w, f.t).rgb) for f in b.made]
+    assert real == [True, True, True, False]                 # 3 observed frames, then generated ones
+    assert cli.main(["play", "--source", "world", "--context", "3", "--headless", "--seconds", str(DT)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--context 3" in err
 
 
 # --- edit mode with a model -------------------------------------------------------------------

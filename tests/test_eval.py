@@ -9,14 +9,14 @@ import torch
 
 from worldplay.camera import look_at
 from worldplay.cli import main
-from worldplay.client.sources import WorldSource
 from worldplay.config import ImageConfig
 from worldplay.eval.dynamic import motion_energy
-from worldplay.eval.explicit import ExplicitConfig, ExplicitSource
 from worldplay.eval.metrics import PSNR_CAP, psnr
 from worldplay.eval.png import decode_png
 from worldplay.eval.protocol import QUICK, protocol_dict, run_protocol
 from worldplay.eval.report import COLUMNS, markdown, to_json, write_report
+from worldplay.sources.explicit import ExplicitConfig, ExplicitSource
+from worldplay.sources.world import WorldSource
 from worldplay.world.render import Renderer
 from worldplay.world.scene import make_scene
 

@@ -150,7 +150,8 @@ def test_record_command_writes_the_right_frames(tmp_path, capsys):
     (["--path", "spiral"], "unknown path 'spiral'"),
     (["--out", "/nonexistent-folder/x.mp4"], "does not exist"),
     (["--prompt", "desert blorp"], "blorp"),
-    (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    (["--source", "model:no-such-model"], "unknown model 'no-such-model'"),
+    (["--source", "nothing"], "unknown source 'nothing'"),
     (["--seconds", "0"], "--seconds must be > 0"),
 ])
 def test_record_command_errors_are_one_line_before_rendering(tmp_path, capsys, argv, match):
@@ -163,7 +164,7 @@ def test_record_command_errors_are_one_line_before_rendering(tmp_path, capsys, a
 
 
 def test_record_ctrl_c_keeps_a_playable_partial_file(tmp_path, capsys, monkeypatch):
-    from worldplay.client import sources
+    from worldplay.sources import registry
     from worldplay.world.frame import Frame
 
     class Interrupting:
@@ -175,7 +176,7 @@ def test_record_ctrl_c_keeps_a_playable_partial_file(tmp_path, capsys, monkeypat
                 raise KeyboardInterrupt
             return [Frame(torch.full((H, W, 3), 100, dtype=torch.uint8), torch.ones(H, W),
                           torch.zeros(H, W, dtype=torch.bool), p, float(t)) for p, t in zip(c2w, times)]
-    monkeypatch.setitem(sources.SOURCES, "fake", lambda seed, prompt, device: Interrupting())
+    monkeypatch.setitem(registry.KINDS, "fake", registry.SourceKind("fake", lambda spec, env: Interrupting(), "test"))
     out = tmp_path / "cut.mp4"
     rc = cli.main(["record", "--source", "fake", "--path", "loop", "--seconds", "1", "--out", str(out),
                    "--no-progress"])

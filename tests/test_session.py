@@ -6,7 +6,7 @@ from micro_model import micro_streamer, orbit, run_chunks, same_frames
 
 from worldplay.errors import WorldplayError
 from worldplay.memory.memory import MosaicMemory
-from worldplay.stream.model_source import ModelSource
+from worldplay.sources.model import ModelSource
 
 N_FRAMES = 16
 

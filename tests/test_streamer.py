@@ -5,13 +5,14 @@ import torch
 from micro_model import MICRO, micro_config, micro_streamer, orbit, run_chunks, same_frames
 
 from worldplay import cli
-from worldplay.client.source import FrameSource
 from worldplay.errors import WorldplayError
 from worldplay.model.dit import DiT
 from worldplay.model.presets import get_preset
+from worldplay.sources.capabilities import HasMemory, HasScene, HasSession, HasSpawn, ObservesContext, Prefetching
+from worldplay.sources.model import ModelSource
+from worldplay.sources.protocol import FrameSource
 from worldplay.stream.bench import bench_streamer
 from worldplay.stream.flops import flops_per_frame
-from worldplay.stream.model_source import ModelSource
 from worldplay.stream.streamer import STAGES
 
 N_FRAMES = 16   # 8 chunks of 2: the micro ring (2 chunks + sink) rolls over and memory gets retrieved
@@ -113,6 +114,7 @@ def test_model_source_is_a_frame_source_and_lookahead_is_exact(path):
     plain = ModelSource("micro", seed=3, streamer=micro_streamer(), label="micro")
     ahead = ModelSource("micro", seed=3, streamer=micro_streamer(), label="micro", lookahead=True)
     assert isinstance(plain, FrameSource) and plain.chunk == 2
+    assert all(isinstance(plain, c) for c in (HasScene, HasSpawn, HasMemory, HasSession, Prefetching, ObservesContext))
     a, b = [], []
     for i in range(0, 8, 2):
         a += plain.frames(traj.c2w[i:i + 2], traj.times[i:i + 2])
@@ -128,7 +130,7 @@ def test_model_source_is_a_frame_source_and_lookahead_is_exact(path):
 
 
 def test_bench_streamer_reports_every_field():
-    res = bench_streamer(MICRO, seconds=0.01)
+    res = bench_streamer(micro_streamer(), seconds=0.01)
     for key in ("fps", "chunk_latency_p50_ms", "chunk_latency_p95_ms", "peak_memory_mb", "dit_params",
                 "vae_params", "tokens_per_chunk", "tokens_per_chunk_incl_memory", "gflops_per_frame",
                 *(f"ms_{s}" for s in STAGES)):
@@ -136,12 +138,15 @@ def test_bench_streamer_reports_every_field():
     assert res["fps"] > 0 and res["chunks_measured"] >= 2 and res["resolution"] == "160x96"
     assert res["dit_params"] == sum(p.numel() for p in DiT(MICRO).parameters())
     with pytest.raises(WorldplayError, match="triton"):
-        bench_streamer(MICRO, seconds=0.01, kernels="triton")
+        bench_streamer(micro_streamer(), seconds=0.01, kernels="triton")
 
 
-def test_bench_cli_memory_flag_needs_a_preset(capsys):
+def test_bench_cli_memory_mode_is_a_source_spec(capsys):
     assert cli.main(["bench", "--memory", "off"]) == 2
-    assert "--preset" in capsys.readouterr().err
+    assert "--source model@off" in capsys.readouterr().err
+    assert cli.main(["bench", "--source", "model@sometimes"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown mode 'sometimes'" in err and "model[:NAME|:PATH][@full|rope|latent|off]" in err
 
 
 def test_flops_from_config_alone():

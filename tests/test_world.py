@@ -11,7 +11,8 @@ import torch
 from worldplay.camera import camera_rays, intrinsics, look_at, yaw_pitch_pose
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
-from worldplay.world.bench import bench_renderer
+from worldplay.sources.bench import bench_source
+from worldplay.sources.world import WorldSource
 from worldplay.world.frame import SKY_DEPTH
 from worldplay.world.primitives import BOX, MAX_PRIMS
 from worldplay.world.render import Renderer
@@ -234,7 +235,7 @@ def test_patterns_stay_in_range_and_repeat_across_zero():
 
 
 def test_bench_reports_its_fields():
-    out = bench_renderer(seconds=0.05, seed=1, image=SMALL)
+    out = bench_source(WorldSource(1, image=SMALL), seconds=0.05)
     assert out["source"] == "world" and out["frames"] >= 1 and out["width"] == 64
     assert out["fps"] > 0 and out["ms_per_frame_p95"] >= out["ms_per_frame_p50"] > 0
     assert out["scene"] == make_scene(1).prompt

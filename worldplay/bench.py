@@ -1,10 +1,11 @@
 """`worldplay bench`: print numbers (and write JSON); never a timed test.
 
-Modes:
-  --source world        the MosaicWorld renderer (frames/s, ms per frame)
-  --memory              MosaicMemory retrieve + warp from a large store (ms)
-  --preset NAME         the model streamer (steady-state FPS, per-stage ms, FLOPs/frame);
-                        with --steps S, --chunk F, --memory full|off|rope|latent, --kernels torch|triton|auto
+  --source world               the renderer: frames/s, ms per frame (the default)
+  --source model[:NAME][@MODE] the streamer: steady-state FPS, per-stage ms, FLOPs/frame; with
+                               --steps S, --chunk F, --kernels torch|triton|auto
+                               (--source model:base-random measures the Wan2.1-1.3B-shaped preset)
+  --source SPEC                any other source (explicit, memory, vae, floor): frames/s
+  --memory                     MosaicMemory retrieve + warp from a large store (ms), no source
 """
 
 from __future__ import annotations
@@ -13,29 +14,30 @@ import argparse
 import json
 import platform
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from worldplay.errors import WorldplayError
 from worldplay.fileio import atomic_write_bytes, check_writable
+from worldplay.sources.spec import SPEC_HELP
 
-MEMORY_BENCH = "bench"   # value of a bare --memory: the memory benchmark mode
+DEFAULT_SOURCE = "world"
+MODEL_KIND = "model"          # the kind benchmarked through the streamer's own bench
+GPU_DTYPE = "bfloat16"        # what a GPU would serve the model with (the VAE stays float32)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--source", choices=["world"], help="benchmark a frame source (the renderer)")
-    mode.add_argument("--preset", help="benchmark the model streamer for a size preset (tiny, base)")
-    p.add_argument("--memory", nargs="?", const=MEMORY_BENCH, default=None, metavar="MODE",
-                   help="alone: benchmark memory retrieve + warp; with --preset: the streamer's memory "
-                        "paths, full (default), off, rope (memory tokens only) or latent (canvas only)")
-    p.add_argument("--steps", type=int, default=None, help="--preset: denoising steps per chunk (preset's S)")
-    p.add_argument("--chunk", type=int, default=None, help="--preset: frames per chunk (preset's F)")
+    p.add_argument("--source", default=None, metavar="SPEC", help=f"what to benchmark (default world): {SPEC_HELP}")
+    p.add_argument("--memory", nargs="?", const=True, default=None, metavar="",
+                   help="benchmark MosaicMemory retrieve + warp instead of a source")
+    p.add_argument("--steps", type=int, default=None, help="model: denoising steps per chunk (the preset's S)")
+    p.add_argument("--chunk", type=int, default=None, help="model: frames per chunk (the preset's F)")
     p.add_argument("--kernels", default="torch", choices=["torch", "triton", "auto"],
-                   help="--preset: attention implementation: torch (SDPA), triton (fused kernel, needs CUDA), "
+                   help="model: attention implementation: torch (SDPA), triton (fused kernel, needs CUDA), "
                         "auto (triton on CUDA, torch elsewhere)")
     p.add_argument("--seconds", type=float, default=5.0, help="measurement time after warm-up")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--scene", type=int, default=0, help="scene seed for --source world")
+    p.add_argument("--scene", type=int, default=0, help="scene seed the camera orbits")
     p.add_argument("--patches", type=int, default=200_000, help="stored patches for --memory")
     p.add_argument("--budget", type=int, default=240, help="retrieval token budget for --memory")
     p.add_argument("--threads", type=int, default=None,
@@ -69,30 +71,52 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _bench_memory(args: argparse.Namespace) -> dict:
+    from worldplay.memory.bench import bench_memory
+    if args.memory is not True:   # the old `--memory off` chose a model's memory paths
+        raise WorldplayError(f"--memory {args.memory}: memory modes are part of the source spec now, "
+                             f"e.g. --source model@{args.memory}; a bare --memory benchmarks the memory")
+    if args.source is not None:
+        raise WorldplayError("--memory and --source are separate benchmarks; pick one")
+    if args.device != "cpu":
+        raise WorldplayError("--memory benchmarks the CPU path only for now; drop --device")
+    return bench_memory(n_patches=args.patches, budget=args.budget, threads=args.threads)
+
+
+def _bench_source(args: argparse.Namespace) -> dict:
+    from worldplay.sources.bench import bench_source
+    from worldplay.sources.capabilities import close_source
+    from worldplay.sources.model import ModelSource
+    from worldplay.sources.registry import make_source, source_spec
+    from worldplay.stream.bench import bench_streamer, check_kernels
+
+    spec = source_spec(args.source or DEFAULT_SOURCE)
+    if spec.kind != MODEL_KIND:
+        if args.steps is not None or args.chunk is not None or args.kernels != "torch":
+            raise WorldplayError(f"--steps, --chunk and --kernels set up a model; --source {spec.text} has none")
+        source = make_source(spec, args.scene, None, args.device)
+        return bench_source(source, args.seconds, seed=args.scene)
+    check_kernels(args.kernels, args.device)       # before a model is built: base takes a while
+    # the bench's flags are the spec's settings spelled as flags; the spec wins where both are given
+    flags = {"steps": args.steps, "chunk": args.chunk, "dtype": GPU_DTYPE if args.device.startswith("cuda") else None}
+    settings = {k: str(v) for k, v in flags.items() if v is not None}
+    source = make_source(replace(spec, options={**settings, **spec.options}), args.scene, None, args.device)
+    if not isinstance(source, ModelSource):    # a plug-in replaced the model kind: no streamer to time
+        raise WorldplayError(f"--source {spec.text}: not the streamer; bench it under another kind name")
+    try:
+        res = bench_streamer(source.streamer, args.seconds, args.kernels, seed=args.scene, label=source.label)
+    finally:
+        close_source(source)
+    return {"source": spec.text, **res}
+
+
 def run(args: argparse.Namespace) -> int:
     _check_device(args.device)
     if args.json_path:
         check_writable(args.json_path)
     if args.seconds <= 0:
-        raise WorldplayError("--seconds must be positive, e.g. --seconds 5")
-    if args.preset:
-        from worldplay.stream.bench import bench_streamer
-        memory = "full" if args.memory in (None, MEMORY_BENCH) else args.memory
-        res = bench_streamer(preset=args.preset, device=args.device, seconds=args.seconds, steps=args.steps,
-                             chunk=args.chunk, memory=memory, kernels=args.kernels)
-    elif args.memory is not None and args.memory != MEMORY_BENCH:
-        raise WorldplayError(f"--memory {args.memory} picks the streamer's memory paths; add --preset tiny "
-                             f"(or use a bare --memory for the memory benchmark)")
-    elif args.memory is not None:
-        if args.source:
-            raise WorldplayError("--memory and --source are separate benchmarks; pick one")
-        from worldplay.memory.bench import bench_memory
-        if args.device != "cpu":
-            raise WorldplayError("--memory benchmarks the CPU path only for now; drop --device")
-        res = bench_memory(n_patches=args.patches, budget=args.budget, threads=args.threads)
-    else:
-        from worldplay.world.bench import bench_renderer
-        res = bench_renderer(seconds=args.seconds, device=args.device, seed=args.scene)
+        raise WorldplayError("--seconds must be positive, e.g. 5")
+    res = _bench_memory(args) if args.memory is not None else _bench_source(args)
     res = {**res, "machine": _machine(args.device)}
     for k, v in res.items():
         if k != "machine":

@@ -10,7 +10,8 @@ the model keeps up and as soon as they are ready when it does not, and world tim
 video driver, so the whole loop runs in tests and on machines without a display; headless
 `run` steps exactly 1/fps of world time per tick and waits for every frame (deterministic).
 B shows ground truth beside the frame (side_by_side.py); F6 / F7 save and resume a model's
-whole session (session_keys.py), other sources' memory (memory_ui.py).
+whole session (session_keys.py), other sources' memory (memory_ui.py). What a source can do
+beyond the required protocol the app learns from its capabilities (sources/capabilities.py).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import os
 import sys
 import time
 from collections import deque
-
-import torch
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
@@ -36,11 +35,13 @@ from worldplay.client.pull import DirectPull  # noqa: E402
 from worldplay.client.session_keys import SessionKeys, resume_point  # noqa: E402
 from worldplay.client.side_by_side import SideBySide  # noqa: E402
 from worldplay.client.window import Window  # noqa: E402
-from worldplay.client.source import FrameSource  # noqa: E402
 from worldplay.config import ClientConfig, ControlsConfig, ImageConfig  # noqa: E402
 from worldplay.controls import CameraState, FirstPersonCamera, InputFrame  # noqa: E402
 from worldplay.errors import WorldplayError  # noqa: E402
+from worldplay.sources.capabilities import HasScene, HasSpawn, Prefetching  # noqa: E402
+from worldplay.sources.protocol import FrameSource  # noqa: E402
 from worldplay.world.frame import Frame  # noqa: E402
+from worldplay.world.scene import make_scene  # noqa: E402
 
 DISPLAY_FPS_CAP = 60     # window loop rate: mouse look stays smooth while frames come at <= fps
 MAX_DT = 0.5             # s; a stall (window drag, slow chunk) must not teleport the player
@@ -50,14 +51,13 @@ EPS = 1e-6               # float slack when comparing accumulated time to the fr
 SETTLE_ACTIONS = MEMORY_ACTIONS - {"memory_view"}   # they read or change what generation writes
 
 
-def spawn_state(source) -> CameraState:
-    """Start pose: the source's `spawn_pose` (method or tensor), else its scene's, else default."""
-    sp = getattr(source, "spawn_pose", None)
-    if sp is None:
-        sp = getattr(getattr(source, "scene", None), "spawn_pose", None)
-    if callable(sp):
-        sp = sp()
-    return CameraState.from_c2w(torch.as_tensor(sp).cpu()) if sp is not None else CameraState()
+def spawn_state(source: FrameSource) -> CameraState:
+    """Start pose: the source's own spawn pose, else its scene's, else the default."""
+    if isinstance(source, HasSpawn):
+        return CameraState.from_c2w(source.spawn_pose().cpu())
+    if isinstance(source, HasScene):
+        return CameraState.from_c2w(source.scene.spawn_pose().cpu())
+    return CameraState()
 
 
 class App:
@@ -68,15 +68,16 @@ class App:
         self.source, self.client, self.image = source, client, image
         # The scene shown is the source's unless the caller names another one.
         self.headless = headless
-        self.seed = int(getattr(source, "seed", 0)) if seed is None else seed
-        self.prompt = getattr(source, "prompt", None) if seed is None and prompt is None else prompt
+        scened = isinstance(source, HasScene)
+        self.seed = (int(source.seed) if scened else 0) if seed is None else seed
+        self.prompt = (source.prompt if scened else None) if seed is None and prompt is None else prompt
         self.out = out if out is not None else sys.stdout
         self.interval = 1.0 / image.fps
         self.side = SideBySide(source, image, client.side_by_side)
         self.size = self._canvas_size()
         self.hud = Hud(client.scale)
         self.window = Window(headless, client.fullscreen or booth, self.size,
-                             f"worldplay - {getattr(source, 'name', 'source')}", self.hud.toast)
+                             f"worldplay - {source.name}", self.hud.toast)
         self.canvas = pygame.Surface(self.size)      # drawn at 640x360*scale, then shown
         self.mapper = InputMapper(client.booth_quit_combo, grabbed=True)
         self._set_grab(True)
@@ -218,8 +219,8 @@ class App:
             if self.feed is not None:
                 self.feed.reset(self.camera.state)
             return
-        self.seed = int(getattr(self.source, "seed", self.seed))
-        self.prompt = getattr(self.source, "prompt", self.prompt)
+        if isinstance(self.source, HasScene):    # a session may have been saved in another scene
+            self.seed, self.prompt = int(self.source.seed), self.source.prompt
         self.camera.state = start      # R still goes back to the scene's start
         if self.feed is not None:
             self.feed.reset(start, t)
@@ -311,10 +312,8 @@ class App:
         event = self.booth.tick(self._activity, dt)
         if event == "start":            # a visit ended: fresh scene for the next visitor
             self.new_scene()
-            scene = getattr(self.source, "scene", None)
-            if scene is None:           # a source without a scene still gets a walk through one
-                from worldplay.world.scene import make_scene  # noqa: PLC0415 (import on use)
-                scene = make_scene(self.seed, self.prompt)
+            # a source without a scene still gets a walk through one
+            scene = self.source.scene if isinstance(self.source, HasScene) else make_scene(self.seed, self.prompt)
             self.booth.begin(scene, self.camera.c2w())
             self.paused = self.show_help = False
 
@@ -336,9 +335,11 @@ class App:
     # --- draw ---------------------------------------------------------------------------------
     def hud_lines(self) -> list[str]:
         s = self.camera.state
-        words = getattr(getattr(self.source, "scene", None), "prompt", None) or self.prompt or ""
-        made = getattr(self.source, "gen_fps", None)     # a model: frames generated per second
-        rate = f"model {made:4.1f} FPS" if made is not None else f"{self.source_ms:5.1f} ms/frame"
+        words = (self.source.scene.prompt if isinstance(self.source, HasScene) else self.prompt) or ""
+        if isinstance(self.source, Prefetching):    # a model: frames generated per second
+            rate = f"model {self.source.gen_fps:4.1f} FPS"
+        else:
+            rate = f"{self.source_ms:5.1f} ms/frame"
         lines = [f"{self.source.name}   shown {self.shown_rate.rate():4.1f} FPS   {rate}",
                  f"x {s.x:+6.2f}  y {s.y:+5.2f}  z {s.z:+6.2f}   "
                  f"yaw {math.degrees(s.yaw):+4.0f}\u00b0  pitch {math.degrees(s.pitch):+3.0f}\u00b0",

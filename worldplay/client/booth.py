@@ -31,7 +31,7 @@ def attract_path(scene, fps: float, start_c2w: Tensor) -> Tensor:
         from worldplay.world.trajectories import make_trajectory  # noqa: PLC0415 (import on use)
 
         n = int(round(ATTRACT_SECONDS * fps))
-        traj = make_trajectory(ATTRACT_PATH, scene, n, fps=fps, seed=int(getattr(scene, "seed", 0)),
+        traj = make_trajectory(ATTRACT_PATH, scene, n, fps=fps, seed=int(scene.seed),
                                with_revisits=False)   # revisit search is eval-only, O(N^2)
         return torch.as_tensor(traj.c2w, dtype=torch.float32)
     yaw, _ = yaw_pitch_of(start_c2w)

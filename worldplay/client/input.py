@@ -141,7 +141,7 @@ class InputMapper:
                 out.actions.append("quit")
             elif ev.type == pygame.KEYDOWN:
                 out.activity = True
-                mod = getattr(ev, "mod", 0)
+                mod = ev.dict.get("mod", 0)     # events posted by scripts may leave it out
                 if ev.key == self.quit_key and all(self._mod_down(m, mod) for m in self.quit_mods):
                     out.actions.append("quit")
                     continue
@@ -151,7 +151,7 @@ class InputMapper:
             elif ev.type == pygame.KEYUP:
                 self.held.discard(ev.key)
             elif ev.type == pygame.MOUSEMOTION:
-                rel = getattr(ev, "rel", (0, 0))
+                rel = ev.dict.get("rel", (0, 0))
                 if self.grabbed and (rel[0] or rel[1]):
                     dx, dy = dx + rel[0], dy + rel[1]
                     out.activity = True
@@ -167,11 +167,12 @@ class InputMapper:
         return out
 
     def _frame(self, dx: float, dy: float) -> InputFrame:
-        f = InputFrame(mouse_dx=dx, mouse_dy=dy)
+        axes: dict[str, float] = {}
+        held: dict[str, bool] = {}
         for key in self.held:
             if key in _AXIS_KEYS:
                 name, sign = _AXIS_KEYS[key]
-                setattr(f, name, getattr(f, name) + sign)
+                axes[name] = axes.get(name, 0.0) + sign
             elif key in _HOLD_KEYS:
-                setattr(f, _HOLD_KEYS[key], True)
-        return f
+                held[_HOLD_KEYS[key]] = True
+        return InputFrame(mouse_dx=dx, mouse_dy=dy, **axes, **held)

@@ -1,13 +1,13 @@
 """Everything the client does with the mosaic memory, behind a few hooks the app calls.
 
-`MemoryUi` picks the memory (the source's own, else a colour memory it fills from the shown
-frames), handles the memory actions (M minimap, E edit mode with X / Y / V, F6 / F7 save and
-load), adds the memory lines to the HUD and draws the minimap and crosshair. Edit mode
-freezes the memory (no new frames go in, here or in a source that honours `memory_frozen`) so
+`MemoryUi` picks the memory (the source's own when it has one - HasMemory - else a colour
+memory it fills from the shown frames), handles the memory actions (M minimap, E edit mode with
+X / Y / V, F6 / F7 save and load), adds the memory lines to the HUD and draws the minimap and
+crosshair. Edit mode freezes the memory (no new frames go in, here or in the source's own) so
 edits stay as made while the player looks at them. Memory files are memory-only session files
 (MosaicMemory.save: safetensors + JSON header, atomic) in the recording folder; a model source
-saves its whole session instead (session_keys.py). A source that generates in a worker thread
-exposes `memory_lock`; every read and edit of its memory here holds it.
+saves its whole session instead (session_keys.py). A source's memory may be written by its
+generation worker: every read and edit of it here holds the source's `memory_lock`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ import torch
 from worldplay.client.capture import latest_stamped, stamped_path
 from worldplay.client.edit_mode import EditConfig, EditMode
 from worldplay.client.hud import memory_line
-from worldplay.client.memory_colour import (ColourFeeder, ColourMemoryConfig, few_threads, memory_intrinsics,
-                                            source_memory)
+from worldplay.client.colour_feeder import ColourFeeder
 from worldplay.client.memory_view import Minimap, MinimapConfig
 from worldplay.config import ClientConfig, ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.memory import MosaicMemory
+from worldplay.memory.colour import ColourMemoryConfig, few_threads, memory_intrinsics
+from worldplay.sources.capabilities import HasMemory
+from worldplay.sources.protocol import FrameSource
 from worldplay.world.frame import Frame
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -48,7 +50,7 @@ class MemoryUiConfig:
 
 
 class MemoryUi:
-    def __init__(self, source, image: ImageConfig, client: ClientConfig, say: Callable[[str], None],
+    def __init__(self, source: FrameSource, image: ImageConfig, client: ClientConfig, say: Callable[[str], None],
                  booth: bool = False, cfg: MemoryUiConfig = MemoryUiConfig()):
         self.source, self.image, self.say, self.booth = source, image, say, booth
         self.folder = client.recording_dir
@@ -62,12 +64,11 @@ class MemoryUi:
     @property
     def owned(self) -> bool:
         """True when the client fills the memory itself (the source keeps none)."""
-        return source_memory(self.source) is None
+        return not isinstance(self.source, HasMemory)
 
     @property
     def memory(self) -> MosaicMemory | None:
-        mem = source_memory(self.source)
-        return self.feeder.memory if mem is None else mem
+        return self.feeder.memory if self.owned else self.source.memory
 
     @property
     def K(self) -> torch.Tensor | None:
@@ -80,12 +81,11 @@ class MemoryUi:
 
     def _locked(self):
         """The source's memory lock (its generation thread writes the memory), else nothing."""
-        lock = getattr(self.source, "memory_lock", None)
-        return lock if lock is not None else contextlib.nullcontext()
+        return contextlib.nullcontext() if self.owned else self.source.memory_lock
 
     def _set_frozen(self, on: bool) -> None:
         self.feeder.frozen = on
-        if hasattr(self.source, "memory_frozen"):
+        if not self.owned:
             self.source.memory_frozen = on
 
     # --- hooks the app calls ------------------------------------------------------------------
@@ -124,8 +124,9 @@ class MemoryUi:
             if not self.edit.active:
                 self.say("press E for edit mode first (X erase, Y copy, V paste)")
             else:
+                edit = {"erase": self.edit.erase, "copy": self.edit.copy, "paste": self.edit.paste}[action]
                 with few_threads(), self._locked():
-                    self.say(getattr(self.edit, action)(self.memory, frame, self.K))
+                    self.say(edit(self.memory, frame, self.K))
         elif action == "memory_save":
             self.save()
         else:
@@ -140,7 +141,7 @@ class MemoryUi:
         try:
             path = stamped_path(self.folder, SESSION_PREFIX, SESSION_SUFFIX)
             with self._locked():
-                mem.save(path, {"source": getattr(self.source, "name", "?")})
+                mem.save(path, {"source": self.source.name})
         except (WorldplayError, OSError) as e:
             self.say(f"cannot save memory: {e}")
             return None

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from worldplay.client.memory_colour import colour_sub, few_threads
 from worldplay.memory import MosaicMemory
-from worldplay.memory.rgb import RGB
+from worldplay.memory.colour import few_threads
+from worldplay.memory.rgb import RGB, colour_sub
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
@@ -50,7 +50,7 @@ class MinimapConfig:
 def entry_colours(memory: MosaicMemory, ids: torch.Tensor, cfg: MinimapConfig) -> np.ndarray:
     """(n, 3) uint8 dot colours: mean stored colour, or a grey ramp by age for latent features."""
     s = memory.store
-    sub = colour_sub(memory)
+    sub = colour_sub(memory.cfg.feature_dim)
     if sub is not None:
         feat = s.feat[ids].float().reshape(-1, sub * sub, RGB).mean(1)      # (n, 3) in [-1, 1]
         rgb = (feat.clamp(-1, 1) + 1.0) * (UINT8_MAX / 2)

@@ -23,9 +23,10 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from worldplay.client.source import checked
 from worldplay.controls import CameraState, FirstPersonCamera, InputFrame
 from worldplay.errors import WorldplayError
+from worldplay.sources.capabilities import Prefetching
+from worldplay.sources.protocol import FrameSource, checked
 from worldplay.world.frame import Frame
 
 EPS = 1e-6              # s; float slack when comparing clock readings to the cadence
@@ -75,15 +76,15 @@ class RateMeter:
         self._times.clear()
 
 
-def wants_feed(source) -> bool:
-    """A chunked source that generates ahead (has `prefetch`) gets a ChunkFeed."""
-    return int(getattr(source, "chunk", 1)) > 1 and callable(getattr(source, "prefetch", None))
+def wants_feed(source: FrameSource) -> bool:
+    """A chunked source that generates ahead (Prefetching) gets a ChunkFeed."""
+    return int(source.chunk) > 1 and isinstance(source, Prefetching)
 
 
 class ChunkFeed:
     """Plans chunk poses one chunk ahead and keeps the source generating while frames are shown."""
 
-    def __init__(self, source, interval: float, head: FirstPersonCamera, ahead: bool = True):
+    def __init__(self, source: Prefetching, interval: float, head: FirstPersonCamera, ahead: bool = True):
         self.source, self.interval, self.n = source, interval, int(source.chunk)
         self.ahead = ahead                    # False: no background generation (headless)
         self.head = head                      # where the planned path ends (not the shown pose)
@@ -134,8 +135,7 @@ class ChunkFeed:
             return True
         if self.planned is None:
             self._request(inp, path)
-        ready = getattr(self.source, "ready", None)
-        return True if ready is None or not self.ahead else bool(ready())
+        return True if not self.ahead else bool(self.source.ready())
 
     def _hand_over(self) -> None:
         frames = checked(self.source.frames(*self.planned), self.source, self.n)

@@ -14,22 +14,21 @@ import time
 
 from worldplay.config import ClientConfig, ControlsConfig, ImageConfig
 from worldplay.errors import WorldplayError
+from worldplay.sources.spec import SPEC_HELP
 
 HEADLESS_SECONDS = 10.0   # world seconds a --headless run plays when --seconds is not given
 SCALES = (1, 2)           # window = 640x360 times this
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default="world",
-                   help="frame source: world (the procedural renderer; default), memory "
-                        "(only what the mosaic memory reprojects: unseen places are black) or model "
-                        "(the default model of checkpoints.toml)")
-    p.add_argument("--model", default=None, metavar="NAME",
-                   help="generate with this model instead of --source: a checkpoints.toml name "
-                        "(e.g. tiny-random) or a .safetensors checkpoint")
+    p.add_argument("--source", default="world", metavar="SPEC",
+                   help=f"what to show (default world): {SPEC_HELP}")
+    p.add_argument("--context", type=int, default=None, metavar="N",
+                   help="start from N real frames: the source observes N ground-truth frames before it "
+                        "generates (model: default 1, the first frame)")
     p.add_argument("--session", default=None, metavar="FILE",
-                   help="resume a saved session file (F6 saves one into sessions/; with --model: "
-                        "the model it was saved with)")
+                   help="resume a saved session file (F6 saves one into sessions/) with the --source "
+                        "model it was saved with")
     p.add_argument("--side-by-side", action="store_true",
                    help="show ground truth at the same pose beside each frame (B toggles)")
     p.add_argument("--scene", type=int, default=0, metavar="SEED", help="scene seed (default 0)")
@@ -72,9 +71,6 @@ def _validate(args: argparse.Namespace) -> None:
         raise WorldplayError(f"--idle-seconds {args.idle_seconds:g} must be > 0")
     if args.record is not None and not args.record.lower().endswith(".mp4"):
         raise WorldplayError(f"--record {args.record}: give a file name ending in .mp4")
-    if args.session is not None and args.model is None and args.source != "model":
-        raise WorldplayError(f"--session {args.session}: sessions resume a model; add --model NAME "
-                             f"(the model the session was saved with)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,31 +82,35 @@ def run(args: argparse.Namespace) -> int:
         from worldplay.fileio import check_writable
         check_writable(args.record)
     prompt = " ".join(args.prompt) if args.prompt else None
-    from worldplay.client.sources import make_source, model_source, resolve_device
+    from worldplay.sources.capabilities import HasSession, close_source, set_context
+    from worldplay.sources.registry import make_source, resolve_device, source_spec
 
-    device = resolve_device(args.device)     # a bad or missing device fails before any scene is built
+    spec = source_spec(args.source)          # a bad spec or device fails before any scene is built
+    device = resolve_device(args.device)
     base = ClientConfig()
     client = ClientConfig(scale=args.scale, fullscreen=args.fullscreen or args.booth,
                           booth_idle_seconds=args.idle_seconds or base.booth_idle_seconds,
                           side_by_side=args.side_by_side)
     controls = ControlsConfig(mouse_sensitivity=ControlsConfig.mouse_sensitivity * args.sensitivity,
                               invert_y=args.invert_y)
-    if args.model is not None:
-        source = model_source(args.model, args.scene, prompt, device)
-    else:
-        source = make_source(args.source, args.scene, prompt, device)
+    source = make_source(spec, args.scene, prompt, device)
     try:
+        if args.context is not None:
+            set_context(source, args.context)
         if args.session is not None:
+            if not isinstance(source, HasSession):
+                raise WorldplayError(f"--session {args.session}: source {source.name!r} keeps no session; "
+                                     f"use --source model[:NAME] (the model the session was saved with)")
             source.load(args.session)     # the app starts at the session's last pose
         return _play(args, source, client, controls, prompt)
     finally:
-        if hasattr(source, "close"):
-            source.close()                # joins a generation worker
+        close_source(source)              # joins a generation worker
 
 
 def _play(args, source, client: ClientConfig, controls: ControlsConfig, prompt: str | None) -> int:
     from worldplay.client.app import App
     from worldplay.client.input import controls_text
+    from worldplay.sources.capabilities import Prefetching
 
     seconds = args.seconds if args.seconds is not None or not args.headless else HEADLESS_SECONDS
     print(controls_text(client.booth_quit_combo, booth=args.booth))
@@ -121,8 +121,8 @@ def _play(args, source, client: ClientConfig, controls: ControlsConfig, prompt: 
             app.capture.start(args.record)
         app.run(seconds=seconds)
         wall = time.perf_counter() - t0
-        made = getattr(source, "gen_fps", None)
-        rate = f"model {made:.1f} frames/s generated" if made is not None else f"source {app.source_ms:.0f} ms/frame"
+        rate = (f"model {source.gen_fps:.1f} frames/s generated" if isinstance(source, Prefetching)
+                else f"source {app.source_ms:.0f} ms/frame")
         print(f"played {app.frames_shown} frames ({app.sim_t:.1f} s of world time) in {wall:.1f} s "
               f"({app.frames_shown / max(wall, 1e-9):.1f} frames/s), {rate}")
     return 0

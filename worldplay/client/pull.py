@@ -14,8 +14,8 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from worldplay.client.source import checked
 from worldplay.controls import FirstPersonCamera, InputFrame
+from worldplay.sources.protocol import FrameSource, checked
 from worldplay.world.frame import Frame
 
 SOURCE_MS_EMA = 0.2      # weight of the newest source timing in the HUD's ms/frame
@@ -23,9 +23,9 @@ WARMUP_PULLS = 2         # source calls shown raw before the ms/frame EMA starts
 
 
 class DirectPull:
-    def __init__(self, source, interval: float):
+    def __init__(self, source: FrameSource, interval: float):
         self.source, self.interval = source, interval
-        self.n = max(1, int(getattr(source, "chunk", 1)))
+        self.n = max(1, int(source.chunk))
         self.source_ms = 0.0         # EMA of the source's time per frame
         self._pulls = 0
 

@@ -2,6 +2,7 @@
 
     worldplay record --source world --scene 7 --prompt "desert dusk pillars" \\
         --path orbit --seconds 10 --out walk.mp4
+    worldplay record --source model:tiny-random@full --context 16 --path loop --out model.mp4
 
 Everything is checked before the first frame is rendered (path name or file, output folder,
 scene words, device), so a typo costs a second, not a render. Ctrl-C keeps a playable mp4 of
@@ -16,6 +17,7 @@ import time
 
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
+from worldplay.sources.spec import SPEC_HELP
 
 DEFAULT_SECONDS = 10.0   # a named path with no --seconds: long enough to close an orbit or loop
 MAX_FPS = 120.0          # beyond this the request is a typo, not a frame rate
@@ -23,10 +25,10 @@ EXIT_INTERRUPTED = 130   # shell convention for Ctrl-C
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default="world", help="frame source: world (the ray-cast ground truth)")
-    p.add_argument("--model", default=None, metavar="NAME",
-                   help="generate with this model instead of --source: a checkpoints.toml name "
-                        "(e.g. tiny-random) or a .safetensors checkpoint")
+    p.add_argument("--source", default="world", metavar="SPEC", help=f"what to record (default world): {SPEC_HELP}")
+    p.add_argument("--context", type=int, default=None, metavar="N",
+                   help="start from N real frames: the source observes the path's first N frames as ground "
+                        "truth before it generates (model: default 1)")
     p.add_argument("--scene", type=int, default=0, metavar="SEED", help="scene seed (default 0)")
     p.add_argument("--prompt", nargs="+", metavar="WORD", default=None,
                    help="scene words, e.g. --prompt desert dusk pillars (default: picked from the seed)")
@@ -42,8 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _validate(args) -> tuple:
     """Everything that can fail before rendering: (source, trajectory, out path)."""
-    from worldplay.client.sources import make_source, model_source, resolve_device  # noqa: PLC0415
     from worldplay.fileio import check_writable  # noqa: PLC0415
+    from worldplay.sources.capabilities import set_context  # noqa: PLC0415
+    from worldplay.sources.registry import make_source, resolve_device, source_spec  # noqa: PLC0415
     from worldplay.world.scene import make_scene  # noqa: PLC0415
     from worldplay.world.trajectories import resolve_path  # noqa: PLC0415
 
@@ -54,6 +57,7 @@ def _validate(args) -> tuple:
     out = check_writable(args.out)
     if out.suffix.lower() != ".mp4":
         raise WorldplayError(f"--out {out} must end in .mp4 (the recorder writes H.264 mp4)")
+    spec = source_spec(args.source)
     device = resolve_device(args.device)
     seconds = args.seconds
     if seconds is None and not args.path.lower().endswith(".json"):
@@ -64,10 +68,9 @@ def _validate(args) -> tuple:
         args.prompt = " ".join(args.prompt)
     scene = make_scene(args.scene, args.prompt)
     traj = resolve_path(args.path, scene, n, args.fps, args.scene, with_revisits=False)
-    if args.model is not None:
-        source = model_source(args.model, args.scene, args.prompt, device)
-    else:
-        source = make_source(args.source, args.scene, args.prompt, device)
+    source = make_source(spec, args.scene, args.prompt, device)
+    if args.context is not None:
+        set_context(source, args.context)
     return source, traj, out
 
 
@@ -78,19 +81,20 @@ def _render(source, traj, out, fps: float, progress: bool) -> tuple[int, float, 
     from tqdm import tqdm  # noqa: PLC0415
 
     from worldplay.client.recorder import Mp4Recorder  # noqa: PLC0415
+    from worldplay.sources.capabilities import Prefetching  # noqa: PLC0415
 
     n, chunk, image = len(traj), max(1, int(source.chunk)), ImageConfig()
     start = time.perf_counter()
     rec = Mp4Recorder(out, fps=fps, width=image.width, height=image.height)
     try:
         with rec, tqdm(total=n, unit="frame", file=sys.stderr, disable=not progress, desc="record") as bar:
-            prefetch = getattr(source, "prefetch", None)   # sources that generate the next chunk meanwhile
+            ahead = isinstance(source, Prefetching)   # it generates the next chunk while this one encodes
             for i in range(0, n, chunk):
                 idx = torch.arange(i, i + chunk).clamp(max=n - 1)   # a short last chunk repeats the final pose
                 frames = source.frames(traj.c2w[idx], traj.times[idx])[: n - i]
-                if prefetch is not None and i + chunk < n:
+                if ahead and i + chunk < n:
                     nxt = torch.arange(i + chunk, i + 2 * chunk).clamp(max=n - 1)
-                    prefetch(traj.c2w[nxt], traj.times[nxt])
+                    source.prefetch(traj.c2w[nxt], traj.times[nxt])
                 for f in frames:
                     rec.write(f.rgb)
                 bar.update(len(frames))
@@ -100,8 +104,13 @@ def _render(source, traj, out, fps: float, progress: bool) -> tuple[int, float, 
 
 
 def run(args) -> int:
+    from worldplay.sources.capabilities import close_source  # noqa: PLC0415
+
     source, traj, out = _validate(args)
-    done, secs, interrupted = _render(source, traj, out, args.fps, not args.no_progress)
+    try:
+        done, secs, interrupted = _render(source, traj, out, args.fps, not args.no_progress)
+    finally:
+        close_source(source)   # joins a generation worker
     if interrupted:
         msg = (f"interrupted: kept a playable {out} with the first {done} of {len(traj)} frames "
                f"({done / args.fps:.1f} s)" if done else f"interrupted before the first frame; {out} was not written")

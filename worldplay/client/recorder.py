@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from worldplay.errors import WorldplayError
 from worldplay.fileio import check_writable, commit, temp_beside
@@ -44,7 +45,7 @@ def pick_h264_encoder() -> str:
 
 
 def _is_enospc(e: BaseException) -> bool:
-    return getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e)
+    return (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left" in str(e)
 
 
 class Mp4Recorder:
@@ -90,7 +91,7 @@ class Mp4Recorder:
 
         if self._closed:
             raise WorldplayError(f"recorder for {self.path} is closed; open a new one to record more")
-        arr = rgb.detach().cpu().numpy() if hasattr(rgb, "detach") else np.asarray(rgb)
+        arr = rgb.detach().cpu().numpy() if isinstance(rgb, torch.Tensor) else np.asarray(rgb)
         if arr.shape != (self.height, self.width, 3) or arr.dtype != np.uint8:
             raise WorldplayError(f"recorder for {self.path} takes uint8 frames of shape "
                                  f"({self.height}, {self.width}, 3); got {arr.dtype} {tuple(arr.shape)}")

@@ -4,8 +4,8 @@ The model streamer's state is more than its memory: KV cache, poses, RNG and the
 hash go with it (Streamer.save, one safetensors file written atomically). F6 writes the session
 to the sessions folder under a timestamped name; F7 resumes the newest one there. A file that
 does not load (damaged, another model, not a session) is reported on screen and nothing changes.
-Sources without `save` / `load` (the world renderer, the memory-only view) keep the memory-only
-F6 / F7 of memory_ui.py.
+Sources without a session (HasSession: the world renderer, the memory-only view) keep the
+memory-only F6 / F7 of memory_ui.py.
 """
 
 from __future__ import annotations
@@ -17,16 +17,12 @@ from typing import Callable
 from worldplay.client.capture import latest_stamped, stamped_path
 from worldplay.controls import CameraState
 from worldplay.errors import WorldplayError
+from worldplay.sources.capabilities import HasSession
+from worldplay.sources.protocol import FrameSource
 
 SESSION_PREFIX = "session"         # session_YYYYmmdd-HHMMSS-mmm.safetensors
 SESSION_SUFFIX = ".safetensors"
 SESSION_ACTIONS = frozenset({"memory_save", "memory_load"})
-
-
-def has_sessions(source) -> bool:
-    """True for sources whose whole generation state saves and loads (they own a streamer)."""
-    return (getattr(source, "streamer", None) is not None and callable(getattr(source, "save", None))
-            and callable(getattr(source, "load", None)))
 
 
 def latest_session(folder: str | os.PathLike) -> Path | None:
@@ -34,27 +30,27 @@ def latest_session(folder: str | os.PathLike) -> Path | None:
     return latest_stamped(folder, SESSION_PREFIX, SESSION_SUFFIX)
 
 
-def resume_point(source) -> tuple[CameraState | None, float]:
+def resume_point(source: FrameSource) -> tuple[CameraState | None, float]:
     """Where a resumed session goes on: the camera at its last generated pose and that frame's
-    time (None, 0.0 for a source with nothing generated)."""
-    streamer = getattr(source, "streamer", None)
-    if streamer is None or not getattr(source, "started", False) or streamer.poses.shape[0] == 0:
+    time (None, 0.0 for a source with nothing generated or no session at all)."""
+    last = source.resume_point() if isinstance(source, HasSession) else None
+    if last is None:
         return None, 0.0
-    return CameraState.from_c2w(streamer.poses[-1].cpu().float()), float(streamer.times[-1])
+    return CameraState.from_c2w(last[0].cpu().float()), float(last[1])
 
 
 class SessionKeys:
     """Handles F6 / F7 for session sources. `settle` finishes any chunk in flight before the
     state is read or replaced; `resumed` restarts the app's stream after a successful load."""
 
-    def __init__(self, source, folder: str, say: Callable[[str], None], settle: Callable[[], None],
+    def __init__(self, source: FrameSource, folder: str, say: Callable[[str], None], settle: Callable[[], None],
                  resumed: Callable[[], None], booth: bool = False):
         self.source, self.folder, self.say = source, folder, say
         self.settle, self.resumed, self.booth = settle, resumed, booth
 
     def do(self, action: str) -> bool:
         """Handle F6 / F7 for a session source; False leaves the action to the memory UI."""
-        if action not in SESSION_ACTIONS or not has_sessions(self.source):
+        if action not in SESSION_ACTIONS or not isinstance(self.source, HasSession):
             return False
         if not self.booth:      # visitors must not fill the disk or jump sessions
             self.save() if action == "memory_save" else self.load()
@@ -62,7 +58,7 @@ class SessionKeys:
 
     def save(self) -> Path | None:
         self.settle()
-        if not getattr(self.source, "started", True):
+        if self.source.resume_point() is None:
             self.say("nothing generated yet: a session saves once the first frame is shown")
             return None
         try:
@@ -71,8 +67,7 @@ class SessionKeys:
         except (WorldplayError, OSError) as e:
             self.say(f"cannot save session: {e}")
             return None
-        frames = self.source.streamer.poses.shape[0]
-        self.say(f"session saved: {path} ({frames} frames, {len(self.source.streamer.memory)} memory patches)")
+        self.say(f"session saved: {path} ({self.source.session_summary()})")
         return path
 
     def load(self) -> Path | None:
@@ -88,5 +83,5 @@ class SessionKeys:
             self.say(f"cannot load session: {e}")
             return None
         self.resumed()
-        self.say(f"session loaded: {path.name} ({self.source.streamer.poses.shape[0]} frames)")
+        self.say(f"session loaded: {path.name} ({self.source.session_summary()})")
         return path

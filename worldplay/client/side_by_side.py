@@ -4,7 +4,7 @@ The right half is the MosaicWorld renderer's frame of the source's scene at exac
 time of the frame on the left, at the same size, so generation and truth compare pixel for
 pixel. The ground-truth renderer is the view's own (a source's renderer may be busy in its
 generation thread) and is rebuilt when the source's scene changes. A source without a scene
-gets a black right half and says so in its label.
+(not HasScene) gets a black right half and says so in its label.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import os
 import numpy as np
 
 from worldplay.config import ImageConfig
+from worldplay.sources.capabilities import HasScene
+from worldplay.sources.protocol import FrameSource
 from worldplay.world.frame import Frame
+from worldplay.world.render import Renderer
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
@@ -24,13 +27,8 @@ NO_GT_LABEL = "no ground truth (source has no scene)"
 HALVES = 2
 
 
-def left_label(source) -> str:
-    """What the left half shows: "model" for a generating source, else the source's name."""
-    return "model" if getattr(source, "streamer", None) is not None else str(getattr(source, "name", "source"))
-
-
 class SideBySide:
-    def __init__(self, source, image: ImageConfig, on: bool = False):
+    def __init__(self, source: FrameSource, image: ImageConfig, on: bool = False):
         self.source, self.image, self.on = source, image, on
         self._renderer = None
         self._key: tuple | None = None         # (id of scene, width, height) the renderer is for
@@ -40,14 +38,12 @@ class SideBySide:
         return HALVES if self.on else 1
 
     def _gt_renderer(self, width: int, height: int):
-        scene = getattr(self.source, "scene", None)
-        if scene is None:
+        if not isinstance(self.source, HasScene):
             return None
+        scene = self.source.scene
         key = (id(scene), width, height)
         if key != self._key:
-            from worldplay.world.render import Renderer  # noqa: PLC0415 (torch ray caster; import on use)
-
-            device = getattr(getattr(self.source, "renderer", None), "device", "cpu")
+            device = self.source.renderer.device
             self._renderer = Renderer(scene, ImageConfig(width=width, height=height, fov_x_deg=self.image.fov_x_deg,
                                                          fps=self.image.fps), device=device)
             self._key = key
@@ -79,8 +75,8 @@ class SideBySide:
         if not self.on:
             return
         half = surf.get_width() // HALVES
-        right = GT_LABEL if getattr(self.source, "scene", None) is not None else NO_GT_LABEL
-        hud.draw_tag(surf, left_label(self.source), 0)
+        right = GT_LABEL if isinstance(self.source, HasScene) else NO_GT_LABEL
+        hud.draw_tag(surf, self.source.name, 0)   # the spec as typed, e.g. model@off
         hud.draw_tag(surf, right, half)
 
     def left(self, surf: pygame.Surface) -> pygame.Surface:

@@ -1,4 +1,4 @@
-"""`worldplay eval --source NAME[,NAME...] [--quick] [--json r.json] [--out DIR]`: the paper's table."""
+"""`worldplay eval --source SPEC[,SPEC...] [--quick] [--json r.json] [--out DIR]`: the paper's table."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from worldplay.errors import WorldplayError
+from worldplay.sources.spec import SPEC_HELP
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default="world",
-                   help="frame source(s) to score, comma-separated: world (ground truth), explicit "
-                        "(reprojection baseline), or a model source; one table row each")
+    p.add_argument("--source", default="world", metavar="SPEC[,SPEC...]",
+                   help=f"frame sources to score, comma-separated, one table row each: {SPEC_HELP}")
     p.add_argument("--quick", action="store_true",
                    help="2 held-out scenes x 2 paths (orbit, look-away) x 128 frames (a few minutes on a 2-core CPU)")
     p.add_argument("--scenes", type=int, default=None, help="override the number of held-out scenes")
@@ -21,13 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="folder for report.md, report.json and strip.png")
     p.add_argument("--device", default="cpu", help="torch device for sources and ground truth (cpu or cuda)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
-
-
-def build_source(name: str, device: str):
-    """A FrameSource by name from the client's registry (world, explicit, memory, model)."""
-    from worldplay.client.sources import make_source  # noqa: PLC0415
-
-    return make_source(name, 0, None, device)
 
 
 def protocol_config(args):
@@ -48,13 +41,13 @@ def run(args) -> int:
     from worldplay.eval.protocol import protocol_dict, run_protocol  # noqa: PLC0415
     from worldplay.eval.report import markdown, write_json, write_report  # noqa: PLC0415
     from worldplay.fileio import check_writable  # noqa: PLC0415
-    names = [s.strip() for s in args.source.split(",") if s.strip()]
-    if not names:
-        raise WorldplayError("--source is empty; give e.g. --source world or --source world,explicit")
+    from worldplay.sources.registry import make_source, source_specs  # noqa: PLC0415
+    specs = source_specs(args.source)      # every spec checked first: a bad one fails in one line
     if args.json:
         check_writable(args.json)          # fail before minutes of work, not after
     cfg = protocol_config(args)
-    sources = [build_source(n, args.device) for n in names]   # build all first: a bad name fails fast
+    sources = [make_source(s, 0, None, args.device) for s in specs]   # build all before minutes of scoring
+    names = [s.text for s in specs]        # rows show the specs as typed
     rows, pairs = [], {}
     for name, src in zip(names, sources):
         strip: list = []

@@ -27,6 +27,7 @@ from worldplay.errors import WorldplayError
 from worldplay.eval.dynamic import DynamicConfig, MotionEnergy, motion_energy
 from worldplay.eval.metrics import StLpips, is_capped, psnr, ssim
 from worldplay.eval.pose import PoseConfig, estimate_pose
+from worldplay.sources.capabilities import ObservesContext
 from worldplay.world.dataset import HELDOUT_SEED_START
 
 
@@ -96,7 +97,7 @@ def score_trajectory(source, scene, path: str, cfg: ProtocolConfig, renderer, lp
     img = cfg.image
     traj = make_trajectory(path, scene, cfg.frames, fps=img.fps, seed=scene.seed)
     rev = sorted({i for i, _, _ in traj.revisits})
-    if hasattr(source, "context_frames"):
+    if isinstance(source, ObservesContext):
         source.context_frames = rev[0] if rev else cfg.frames
     source.reset(seed=scene.seed, prompt=scene.prompt)
     gen_frames, secs = _run_source(source, traj, set(rev))

@@ -1,7 +1,8 @@
 """`bench_streamer`: steady-state throughput of the Mosaic Forcing streamer. Prints nothing;
-`worldplay bench --preset NAME` prints and saves what this returns. Never a timed test.
+`worldplay bench --source model[:NAME]` prints and saves what this returns. Never a timed test.
 
-The model has random weights (seeded): cost does not depend on what the weights are. The
+The streamer comes built (the `model` source builds it from its spec): cost does not depend on
+what the weights are, so random entries (tiny-random, base-random) measure a preset. The
 camera orbits a MosaicWorld scene so memory fills and is retrieved as in play. Warm-up runs until
 the KV cache is full (sink + window chunks), so every measured chunk attends over the full
 context; then chunks are generated until `seconds` of measurement have passed (at least
@@ -10,7 +11,6 @@ MIN_CHUNKS).
 
 from __future__ import annotations
 
-import dataclasses
 import resource
 import sys
 import time
@@ -22,11 +22,9 @@ from kernels.dispatch import use_kernels
 from kernels.jit import triton_available
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
-from worldplay.model.dit import DiT, param_count
-from worldplay.model.presets import ModelConfig, get_preset
-from worldplay.model.vae import RGBDVAE
+from worldplay.model.dit import param_count
 from worldplay.stream.flops import flops_per_frame
-from worldplay.stream.streamer import MEMORY_MODES, STAGES, Streamer
+from worldplay.stream.streamer import STAGES, Streamer
 from worldplay.world.render import Renderer
 from worldplay.world.scene import make_scene
 from worldplay.world.trajectories import make_trajectory
@@ -36,17 +34,6 @@ MIN_CHUNKS = 2            # measured chunks, however short `seconds` is (p50 nee
 PATH_SECONDS = 60.0       # one orbit lap; longer runs go round again
 MB = 2 ** 20
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024   # ru_maxrss is bytes on macOS, KiB on Linux
-
-
-def bench_config(preset: str | ModelConfig, chunk: int | None = None) -> ModelConfig:
-    """The preset, with another chunk length F if asked (the sink stays one chunk)."""
-    cfg = get_preset(preset) if isinstance(preset, str) else preset
-    if chunk is None:
-        return cfg
-    if chunk < 1:
-        raise WorldplayError(f"--chunk {chunk}: frames per chunk must be at least 1")
-    dit = dataclasses.replace(cfg.dit, chunk_frames=chunk, sink_frames=chunk)
-    return dataclasses.replace(cfg, dit=dit)
 
 
 def _percentile(xs: list[float], q: float) -> float:
@@ -59,24 +46,22 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * RSS_UNIT / MB
 
 
-def bench_streamer(preset: str | ModelConfig = "tiny", device: str = "cpu", seconds: float = 20.0,
-                   steps: int | None = None, chunk: int | None = None, memory: str = "full",
-                   kernels: str = "torch", seed: int = 0) -> dict:
-    if memory not in MEMORY_MODES:
-        raise WorldplayError(f"--memory {memory!r}; use one of: {', '.join(MEMORY_MODES)}")
-    if kernels not in KERNELS:
-        raise WorldplayError(f"--kernels {kernels!r}; use one of: {', '.join(KERNELS)}")
-    if steps is not None and steps < 1:
-        raise WorldplayError(f"--steps {steps}: use at least 1 denoising step")
-    _check_kernels(kernels, torch.device(device))
+def bench_streamer(streamer: Streamer, seconds: float = 20.0, kernels: str = "torch", seed: int = 0,
+                   label: str | None = None) -> dict:
+    """Steady-state numbers of `streamer` (reset here onto scene `seed`); `label` names its weights."""
+    check_kernels(kernels, streamer.device)
     try:
         with use_kernels(kernels):
-            return _bench(preset, device, seconds, steps, chunk, memory, kernels, seed)
+            return _bench(streamer, seconds, kernels, seed, label)
     except KernelError as e:   # e.g. a forced kernel that cannot take this preset's shapes
         raise WorldplayError(f"--kernels {kernels}: {e}") from None
 
 
-def _check_kernels(kernels: str, dev: torch.device) -> None:
+def check_kernels(kernels: str, dev: str | torch.device) -> None:
+    """--kernels is one this machine can run (checked before a model is built: base takes a while)."""
+    if kernels not in KERNELS:
+        raise WorldplayError(f"--kernels {kernels!r}; use one of: {', '.join(KERNELS)}")
+    dev = torch.device(dev)
     if kernels != "triton":
         return
     if dev.type != "cuda":
@@ -86,15 +71,10 @@ def _check_kernels(kernels: str, dev: torch.device) -> None:
         raise WorldplayError("--kernels triton needs the triton package (pip install triton); or use --kernels torch")
 
 
-def _bench(preset: str | ModelConfig, device: str, seconds: float, steps: int | None, chunk: int | None,
-           memory: str, kernels: str, seed: int) -> dict:
-    cfg = bench_config(preset, chunk)
-    dev = torch.device(device)
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32   # what a GPU would serve with
+def _bench(streamer: Streamer, seconds: float, kernels: str, seed: int, label: str | None) -> dict:
+    cfg, dev, memory = streamer.cfg, streamer.device, streamer.memory_mode
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    dit, vae = DiT(cfg, seed=seed).to(dtype), RGBDVAE(cfg.vae, seed=seed)   # VAE in float32 (see build_streamer)
-    streamer = Streamer(cfg, dit, vae, device=dev, seed=seed, steps=steps, memory_mode=memory)
     v, Fc = cfg.vae, cfg.dit.chunk_frames
     scene = make_scene(seed)
     fps = ImageConfig.fps
@@ -120,16 +100,17 @@ def _bench(preset: str | ModelConfig, device: str, seconds: float, steps: int | 
             mem_tokens += streamer.stats["memory_tokens"]
         i += 1
     n = len(latencies)
-    flops = flops_per_frame(cfg, steps, memory)
-    label = cfg.label if cfg.labelled_random else f"{cfg.label} (random weights)"
+    flops = flops_per_frame(cfg, streamer.schedule.steps, memory)
+    label = label or (cfg.label if cfg.labelled_random else f"{cfg.label} (random weights)")
     res = {"preset": cfg.name, "label": label, "resolution": f"{v.width}x{v.height}",
-           "device": str(dev), "dtype": str(dtype).replace("torch.", ""), "kernels": kernels,
+           "device": str(dev), "dtype": str(streamer.dtype).replace("torch.", ""), "kernels": kernels,
            "memory": memory, "steps": streamer.schedule.steps, "chunk_frames": Fc,
            "fps": n * Fc / measured_s,
            "chunk_latency_p50_ms": _percentile(latencies, 0.5) * 1e3,
            "chunk_latency_p95_ms": _percentile(latencies, 0.95) * 1e3}
     res.update({f"ms_{s}": stage_ms[s] / n for s in STAGES})
-    res.update({"peak_memory_mb": _peak_mb(dev), "dit_params": param_count(dit), "vae_params": param_count(vae),
+    res.update({"peak_memory_mb": _peak_mb(dev), "dit_params": param_count(streamer.dit),
+                "vae_params": param_count(streamer.vae),
                 "tokens_per_chunk": cfg.tokens_per_chunk, "memory_tokens_per_chunk": mem_tokens / n,
                 "tokens_per_chunk_incl_memory": cfg.tokens_per_chunk + mem_tokens / n,
                 "context_tokens": flops["context_tokens"],

@@ -3,8 +3,9 @@
 What a session holds, so that continuing after `load` gives exactly the frames an uninterrupted
 run would have: the mosaic memory (under "memory.", so `MosaicMemory.load` reads the same file),
 the KV cache ("cache."), every generated pose and time, the generator state, the chunk and frame
-counters, the prompt, and - before the first chunk - the TI2V first frame. The JSON header keeps
-the model config and the checkpoint's sha256: a session only resumes on the weights that made it.
+counters, the prompt, and the observed frames still waiting for the rest of their chunk (the TI2V
+first frame before the first chunk; "pending.<i>."). The JSON header keeps the model config and
+the checkpoint's sha256: a session only resumes on the weights that made it.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
     from worldplay.stream.streamer import Streamer
 
 CONTENT = "worldplay-stream"
+FORMAT = 2                 # 2: observed frames waiting for their chunk are "pending.<i>." (1 had "first.")
 CACHE_PREFIX = "cache."
-FIRST_PREFIX = "first."
-FIRST_FIELDS = ("rgb", "depth", "dynamic", "c2w")
+PENDING_PREFIX = "pending."
+PENDING_FIELDS = ("rgb", "depth", "dynamic", "c2w")
 
 
 def weights_sha256(*modules: torch.nn.Module) -> str:
@@ -51,11 +53,11 @@ def save_streamer(s: "Streamer", path: str | os.PathLike) -> None:
     tensors.update({CACHE_PREFIX + k: v for k, v in s.cache.state_dict().items()})
     tensors.update({"rng": s.generator.get_state(), "poses": s.poses, "times": s.times,
                     "prompt_ids": s.prompt_ids})
-    if s.chunk == 0 and s.first is not None:
-        tensors.update({FIRST_PREFIX + f: getattr(s.first, f) for f in FIRST_FIELDS})
-    meta = {"content": CONTENT, "checkpoint_sha256": s.checkpoint_sha,
+    for i, frame in enumerate(s.pending):
+        tensors.update({f"{PENDING_PREFIX}{i}.{f}": getattr(frame, f) for f in PENDING_FIELDS})
+    meta = {"content": CONTENT, "format": FORMAT, "checkpoint_sha256": s.checkpoint_sha,
             "model": _model_meta(s), "seed": s.seed, "chunk": s.chunk, "frame": s.frame, "prompt": s.prompt,
-            "first_t": float(s.first.t) if s.first is not None else None,
+            "pending_t": [float(f.t) for f in s.pending],
             "steps": s.schedule.steps, "memory_mode": s.memory_mode}
     save_session(path, tensors, meta)
 
@@ -67,6 +69,9 @@ def load_streamer(s: "Streamer", path: str | os.PathLike) -> None:
     if meta.get("content") != CONTENT:
         raise WorldplayError(f"{path}: not a streaming session (it holds {meta.get('content')!r}); "
                              f"pick a file saved from worldplay play")
+    if meta.get("format") != FORMAT:
+        raise WorldplayError(f"{path}: session file format {meta.get('format', 1)} is from another worldplay "
+                             f"version (this one reads {FORMAT}); start a new session")
     if meta.get("checkpoint_sha256") != s.checkpoint_sha:
         raise WorldplayError(f"{path}: session was made with another checkpoint (sha256 "
                              f"{str(meta.get('checkpoint_sha256'))[:12]}..., this model is {s.checkpoint_sha[:12]}...); "
@@ -81,9 +86,11 @@ def load_streamer(s: "Streamer", path: str | os.PathLike) -> None:
     for key in ("rng", "poses", "times", "prompt_ids", CACHE_PREFIX + "chunks_written"):
         if key not in tensors:
             raise WorldplayError(f"{path}: session lacks {key!r}; the file is damaged - start a new session")
+    pending_t = meta.get("pending_t", [])
+    for key in (f"{PENDING_PREFIX}{i}.{f}" for i in range(len(pending_t)) for f in PENDING_FIELDS):
+        if key not in tensors:
+            raise WorldplayError(f"{path}: session lacks {key!r}; the file is damaged - start a new session")
     chunk = int(meta["chunk"])
-    if chunk == 0 and FIRST_PREFIX + "rgb" not in tensors:
-        raise WorldplayError(f"{path}: session has no first frame to start from; start a new session")
     cache = {k[len(CACHE_PREFIX):]: v for k, v in tensors.items() if k.startswith(CACHE_PREFIX)}
     snapshot = _snapshot(s)
     try:
@@ -94,8 +101,8 @@ def load_streamer(s: "Streamer", path: str | os.PathLike) -> None:
 
 
 # Everything `_reset_state` / `reset` rebind on the streamer; restored as a whole on a failed load.
-STATE_ATTRS = ("seed", "chunk", "frame", "poses", "times", "prompt", "prompt_ids", "cond", "z0",
-               "first", "started", "stats")
+STATE_ATTRS = ("seed", "chunk", "frame", "poses", "times", "prompt", "prompt_ids", "cond", "pending",
+               "z_pending", "started", "stats")
 
 
 def _snapshot(s: "Streamer") -> dict:
@@ -124,10 +131,7 @@ def _apply(s: "Streamer", path, tensors: dict, meta: dict, cache: dict, chunk: i
     with torch.no_grad():
         s.cond = s.dit.condition(s.prompt_ids)
     s.stats["chunks"] = chunk
-    if chunk == 0:
-        first = Frame(**{f: tensors[FIRST_PREFIX + f] for f in FIRST_FIELDS}, t=float(meta["first_t"]))
-        s.reset(first, meta.get("prompt") or None)   # re-encodes the same frame: nothing else has run
-        s.generator.set_state(tensors["rng"])
-    else:
-        s.first = None          # only chunk 0 reads the first frame
-        s.started = True
+    s.started = True
+    # re-encoded from the same pixels, they are the latents the saved session held
+    s._hold([Frame(**{f: tensors[f"{PENDING_PREFIX}{i}.{f}"] for f in PENDING_FIELDS}, t=float(t))
+             for i, t in enumerate(meta.get("pending_t", []))])

@@ -16,9 +16,14 @@ One `step(c2w, times)` generates one chunk of F frames (Self-Forcing style, few 
                   (skipped while `memory_frozen`: the client's edit mode keeps edits as made)
   7. frames    -> handed over as `Frame`s
 
-TI2V: `reset(first_frame, prompt)` encodes the first frame; the first chunk's frame 0 *is* that
-frame (its clean latent enters with t = 0 at every step, so it lands in the sink as clean
-tokens), at the first frame's own pose and time. The first chunk's frame 0 is returned as given.
+Observed context: `observe(frames)` takes ground-truth frames as if they had been generated:
+each is encoded with the VAE, and once a whole chunk is known it goes through steps 1-4 and 6
+with its clean latents in place of denoising (the clean pass writes its K/V into the cache; the
+memory gets its latents with the frames' real depth and moving-object masks). Observed frames
+that do not fill a chunk wait for the next `step`: that chunk starts with them, their clean
+latents entering with t = 0 at every denoising step, and only the rest is generated; they come
+back as given, at their own poses and times. TI2V is the one-frame case: `reset(first_frame,
+prompt)` observes the first frame, so the first chunk's frame 0 *is* that frame.
 
 Runtime memory modes (any checkpoint): "full", "rope" (memory tokens only), "latent" (canvas
 only), "off" (no retrieval or insertion). A path the DiT was built without stays off.
@@ -93,7 +98,6 @@ class Streamer:
         self.memory_lock = threading.RLock()
         self.memory_frozen = False         # the client's edit mode: no inserts, edits stay as made
         self.stats: dict = {}
-        self.first: Frame | None = None
         self._reset_state(None)
 
     # ---- session state ------------------------------------------------------------------------
@@ -110,25 +114,59 @@ class Streamer:
         self.prompt_ids = prompt_ids(prompt, self.cfg.dit)[None].to(self.device)   # (1, L)
         with torch.no_grad():
             self.cond = self.dit.condition(self.prompt_ids)                            # (1, W)
-        self.z0: Tensor | None = None     # the first frame's clean latent (read by chunk 0 only)
+        self.pending: list[Frame] = []    # observed frames waiting for the rest of their chunk
+        self.z_pending: Tensor | None = None   # (P, C, h, w) their clean latents
         self.started = False
         self.stats = {"chunks": 0, "memory_tokens": 0, "ms": {s: 0.0 for s in STAGES},
                       "total_ms": {s: 0.0 for s in STAGES}}
 
-    def reset(self, first_frame: Frame, prompt: str | None = None, seed: int | None = None) -> None:
-        """Start a session from `first_frame` (TI2V) and scene words `prompt`."""
+    def reset(self, first_frame: Frame | None = None, prompt: str | None = None, seed: int | None = None) -> None:
+        """Start a session with scene words `prompt`, from `first_frame` (TI2V) when given; more
+        ground truth can follow through `observe` before the first `step`."""
         if seed is not None:
             self.seed = int(seed)
-        v = self.cfg.vae
-        if tuple(first_frame.rgb.shape) != (v.height, v.width, 3) or first_frame.rgb.dtype != torch.uint8:
-            raise WorldplayError(f"first frame must be uint8 ({v.height}, {v.width}, 3), got "
-                                 f"{first_frame.rgb.dtype} {tuple(first_frame.rgb.shape)}")
+        if first_frame is not None:
+            self._check_frame(first_frame, "first frame")   # before anything is forgotten
         self._reset_state(prompt)
-        self.first, self.started = first_frame, True
-        with torch.no_grad():
-            rgb = frames_to_tensor(first_frame.rgb).to(self.device, self.vae_dtype)     # (1, 3, H, W)
-            depth = first_frame.depth[None].to(self.device, self.vae_dtype)              # (1, H, W)
-            self.z0 = self.vae.encode(rgb, depth).to(self.dtype)                         # (1, C, h, w)
+        self.started = True
+        if first_frame is not None:
+            self.observe([first_frame])
+
+    def _check_frame(self, f: Frame, what: str) -> None:
+        v = self.cfg.vae
+        if tuple(f.rgb.shape) != (v.height, v.width, 3) or f.rgb.dtype != torch.uint8:
+            raise WorldplayError(f"{what} must be uint8 ({v.height}, {v.width}, 3), got "
+                                 f"{f.rgb.dtype} {tuple(f.rgb.shape)}")
+
+    @torch.no_grad()
+    def observe(self, frames: list[Frame]) -> None:
+        """Take ground-truth frames (at their own poses and times) as the next frames of the
+        session, instead of generating them. Whole chunks go into the KV cache and the memory
+        now; a remainder waits for the next `step`, whose chunk it starts."""
+        if not self.started:
+            raise WorldplayError("streamer: call reset(first_frame, prompt) before observe()")
+        for f in frames:
+            self._check_frame(f, "an observed frame")
+        self._hold(frames)
+        Fc = self.cfg.dit.chunk_frames
+        while len(self.pending) >= Fc:
+            known = self.pending[:Fc]
+            self._chunk(torch.stack([f.c2w for f in known]), torch.tensor([float(f.t) for f in known]))
+
+    @torch.no_grad()
+    def _hold(self, frames: list[Frame]) -> None:
+        """Encode frames to clean latents and queue them (one frame at a time: a frame's latent
+        must not depend on which frames it was observed with)."""
+        if not frames:
+            return
+        z = []
+        for f in frames:
+            rgb = frames_to_tensor(f.rgb).to(self.device, self.vae_dtype)     # (1, 3, H, W)
+            depth = f.depth[None].to(self.device, self.vae_dtype)             # (1, H, W)
+            z.append(self.vae.encode(rgb, depth).to(self.dtype))              # (1, C, h, w)
+        z = torch.cat(z)                                                      # (n, C, h, w)
+        self.z_pending = z if self.z_pending is None else torch.cat([self.z_pending, z])
+        self.pending = self.pending + list(frames)
 
     @property
     def checkpoint_sha(self) -> str:
@@ -146,75 +184,88 @@ class Streamer:
 
     @torch.no_grad()
     def step(self, c2w: Tensor, times: Tensor) -> list[Frame]:
-        """Generate the next chunk at poses c2w (F, 4, 4) and times (F,) seconds."""
+        """Generate the next chunk at poses c2w (F, 4, 4) and times (F,) seconds. Observed frames
+        still waiting (`observe`) take the chunk's first places, at their own poses and times."""
         if not self.started:
             raise WorldplayError("streamer: call reset(first_frame, prompt) before step()")
         Fc = self.cfg.dit.chunk_frames
         if tuple(c2w.shape) != (Fc, 4, 4) or tuple(times.shape) != (Fc,):
             raise WorldplayError(f"streamer.step wants c2w ({Fc}, 4, 4) and times ({Fc},); got "
                                  f"{tuple(c2w.shape)} and {tuple(times.shape)}")
-        # 1. poses: the first chunk's frame 0 is the conditioning frame, at its own pose and time
+        return self._chunk(c2w, times)
+
+    def _chunk(self, c2w: Tensor, times: Tensor) -> list[Frame]:
+        """One chunk whose first P frames are the pending observed ones (P may be the whole chunk)."""
+        Fc = self.cfg.dit.chunk_frames
+        known = self.pending[:Fc]
+        P = len(known)
+        zk = self.z_pending[:P] if P else None                                    # (P, C, h, w)
+        # 1. poses: observed frames sit at their own pose and time
         c2w = c2w.detach().to("cpu", torch.float32).clone()
         times = times.detach().to("cpu", torch.float64).clone()
-        first = self.chunk == 0
-        if first:
-            c2w[0], times[0] = self.first.c2w.float(), float(self.first.t)
+        for i, f in enumerate(known):
+            c2w[i], times[i] = f.c2w.float(), float(f.t)
         c2w_dev = c2w.to(self.device)   # one copy for the cameras and every memory query
         frame_idx = torch.arange(self.frame, self.frame + Fc, device=self.device)
         cams = self.dit.cameras(c2w_dev[None].to(self.cam_dtype), self.K)                    # (1, F)
         # 2. memory
         with self._timed("retrieve"), self.memory_lock:
             mem, canvas = self._recall(c2w_dev, frame_idx)
-        # 3. denoise
+        # 3. denoise (nothing to denoise in a chunk that was all observed)
         with self._timed("denoise"):
             mem_kv = self.dit.memory_kv(mem, self.cond, self.cache)                # once per chunk
-            x = self._denoise(cams, frame_idx, mem_kv, canvas, first)              # (1, F, C, h, w)
+            x = zk[None] if P == Fc else self._denoise(cams, frame_idx, mem_kv, canvas, zk)   # (1, F, C, h, w)
         # 4. clean pass: this chunk's K/V go into the cache
         with self._timed("clean_pass"):
             t0 = torch.zeros(1, Fc, dtype=self.dtype, device=self.device)
             self.dit.forward_chunk(x, t0, cams, self.cond, frame_idx=frame_idx, canvas=canvas, cache=self.cache,
                                    mem_kv=mem_kv, write=True)
-        # 5. decode
+        # 5. decode the generated frames; observed ones keep their own pixels, depth and masks
+        v = self.cfg.vae
+        rgb_u8 = torch.zeros(Fc, v.height, v.width, 3, dtype=torch.uint8)                  # (F, H, W, 3)
+        depth = torch.zeros(Fc, v.height, v.width)                                       # (F, H, W)
+        # generated frames have no moving objects; one buffer serves the chunk, like rgb and depth
+        dynamic = torch.zeros(Fc, v.height, v.width, dtype=torch.bool)                   # (F, H, W)
         with self._timed("decode"):
-            rgb, depth = self.vae.decode(x[0].to(self.vae_dtype))                 # (F, 3, H, W), (F, H, W)
-            rgb_u8, depth = tensor_to_uint8(rgb).cpu(), depth.float().cpu()
-        if first:
-            rgb_u8[0], depth[0] = self.first.rgb, self.first.depth.float()
+            if P < Fc:
+                rgb, d = self.vae.decode(x[0, P:].to(self.vae_dtype))              # (F-P, 3, H, W), (F-P, H, W)
+                rgb_u8[P:], depth[P:] = tensor_to_uint8(rgb).cpu(), d.float().cpu()
+        for i, f in enumerate(known):
+            rgb_u8[i], depth[i], dynamic[i] = f.rgb, f.depth.float(), f.dynamic
         # 6. insert
         with self._timed("insert"), self.memory_lock:
             if (self.use_tokens or self.use_canvas) and not self.memory_frozen:
                 p = self.cfg.dit.patch
                 for f in range(Fc):
-                    dyn = self.first.dynamic if first and f == 0 else None
+                    dyn = dynamic[f] if f < P else None
                     self.memory.insert(token_features(x[0, f].float(), p), depth[f], c2w_dev[f], self.K,
                                        float(times[f]), dyn)
         # 7. hand over
+        self.pending = self.pending[P:]
+        self.z_pending = self.z_pending[P:] if self.pending else None
         self.poses = torch.cat([self.poses, c2w])
         self.times = torch.cat([self.times, times])
         self.chunk += 1
         self.frame += Fc
         self.stats["chunks"] = self.chunk
-        # generated frames have no moving objects; one buffer serves the chunk, like rgb and depth
-        dynamic = torch.zeros(Fc, self.cfg.vae.height, self.cfg.vae.width, dtype=torch.bool)   # (F, H, W)
-        frames = [Frame(rgb=rgb_u8[f], depth=depth[f], dynamic=dynamic[f], c2w=c2w[f].clone(), t=float(times[f]))
-                  for f in range(Fc)]
-        if first:
-            frames[0].dynamic = self.first.dynamic.clone()
-        return frames
+        return [Frame(rgb=rgb_u8[f], depth=depth[f], dynamic=dynamic[f], c2w=c2w[f].clone(), t=float(times[f]))
+                for f in range(Fc)]
 
     def _denoise(self, cams, frame_idx: Tensor, mem_kv: KV | None, canvas: Tensor | None,
-                 first: bool) -> Tensor:
+                 zk: Tensor | None) -> Tensor:
+        """x0 of the chunk (1, F, C, h, w); the P observed latents zk (P, C, h, w) lead it, clean."""
         C, (h, w), Fc = self.cfg.vae.latent_ch, self.cfg.latent_hw, self.cfg.dit.chunk_frames
+        P = 0 if zk is None else zk.shape[0]
         x = torch.randn((1, Fc, C, h, w), generator=self.generator, device=self.device, dtype=self.dtype)
         for t, t_next in self.schedule.pairs():
             tt = torch.full((1, Fc), t, dtype=self.dtype, device=self.device)
-            if first:   # the conditioning frame is clean at every step
-                x[:, 0], tt[:, 0] = self.z0, 0.0
+            if P:   # observed frames are clean at every step
+                x[:, :P], tt[:, :P] = zk, 0.0
             v = self.dit.forward_chunk(x, tt, cams, self.cond, frame_idx=frame_idx, canvas=canvas,
                                        cache=self.cache, mem_kv=mem_kv)
             x = sampler_step(x, v, t, t_next, SAMPLER_MODE, self.generator)
-        if first:
-            x[:, 0] = self.z0
+        if P:
+            x[:, :P] = zk
         return x
 
     def _recall(self, c2w: Tensor, frame_idx: Tensor) -> tuple[MemoryTokens | None, Tensor | None]:

@@ -1,10 +1,14 @@
-"""The model as a `FrameSource`: a checkpoint + a MosaicWorld scene for the first frame.
+"""The "model" source: the Mosaic Forcing streamer on a checkpoint, in a MosaicWorld scene.
 
     source = ModelSource("tiny-random", seed=7, prompt="desert dusk pillars", device="cpu")
     frames = source.frames(c2w, times)          # chunk = F frames per call
 
-The first `frames` call after `reset` renders the scene at the first pose with the world
-renderer and starts the streamer from it (TI2V); every later frame is generated.
+Context: the first `context_frames` frames after a reset (1 by default: the TI2V first frame)
+are rendered as ground truth by the world renderer and *observed* by the streamer (encoded,
+their K/V written by the clean pass, inserted into memory) instead of generated; every later
+frame is generated. A chunk that straddles the boundary is part observed, part generated. The
+eval sets `context_frames` to the first revisit, as it does for the explicit baseline;
+`play --context N` / `record --context N` start the model from N real frames.
 
 Overlap of generation with display/encoding (optional, off by default so tests are exactly
 sequential): with lookahead=True a caller that knows the next chunk's poses calls
@@ -16,7 +20,6 @@ says whether it is done, so a client can keep drawing instead of blocking on it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,52 +27,48 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 from torch import Tensor
 
-from worldplay.checkpoints import CheckpointInfo, check_shapes, load_checkpoint, shapes_of
+from worldplay.checkpoints import CheckpointInfo
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
-from worldplay.model.dit import DiT
-from worldplay.model.vae import RGBDVAE
+from worldplay.memory import MosaicMemory
+from worldplay.sources.protocol import check_chunk
+from worldplay.sources.weights import load_weights
 from worldplay.stream.streamer import Streamer
 from worldplay.world.frame import Frame
+from worldplay.world.render import Renderer
+from worldplay.world.scene import Scene, make_scene
 
-DIT_PREFIX, VAE_PREFIX = "dit.", "vae."   # checkpoint tensor names: "dit.<param>", "vae.<param>"
 GEN_FPS_EMA = 0.3   # weight of the newest chunk in the generation rate: steady, yet follows a change
-GEN_WARMUP = 2      # chunks shown raw: the first pays the TI2V render and one-off allocations
+GEN_WARMUP = 2      # chunks shown raw: the first pays the context render and one-off allocations
+TI2V_CONTEXT = 1    # frames observed by default: the model starts from one real frame
 
 
-def build_streamer(model: str = "tiny-random", device: str = "cpu", seed: int = 0, *, steps: int | None = None,
-                   memory: str = "full", dtype: torch.dtype = torch.float32,
+def build_streamer(model: str | None = None, device: str = "cpu", seed: int = 0, *, steps: int | None = None,
+                   memory: str = "full", dtype: torch.dtype = torch.float32, chunk: int | None = None,
                    registry=None) -> tuple[Streamer, CheckpointInfo]:
-    """A Streamer for a registry name or checkpoint path; random entries are built from their seed.
-    Checkpoint tensors are named "dit.<param>" and "vae.<param>"; every shape is checked."""
-    cfg, state, info = load_checkpoint(model, registry=registry)
-    dit, vae = DiT(cfg, seed=info.seed or 0), RGBDVAE(cfg.vae, seed=info.seed or 0)
-    sha = None   # random weights: the streamer fingerprints them when a session is saved
-    if state is not None:
-        expected = {**{DIT_PREFIX + k: s for k, s in shapes_of(dit).items()},
-                    **{VAE_PREFIX + k: s for k, s in shapes_of(vae).items()}}
-        check_shapes(state, expected, cfg.name)
-        dit.load_state_dict({k[len(DIT_PREFIX):]: v for k, v in state.items() if k.startswith(DIT_PREFIX)})
-        vae.load_state_dict({k[len(VAE_PREFIX):]: v for k, v in state.items() if k.startswith(VAE_PREFIX)})
-        sha = hashlib.sha256("".join(h for _, h in info.files).encode()).hexdigest()
-    dit = dit.to(dtype)   # the VAE stays float32: a few % of the FLOPs, and its inputs are float32
-    return Streamer(cfg, dit, vae, device=device, seed=seed, steps=steps, memory_mode=memory,
-                    checkpoint_sha=sha), info
+    """A Streamer for a registry name or checkpoint path (None: the registry's default)."""
+    w = load_weights(model, chunk=chunk, registry=registry)
+    dit = w.dit.to(dtype)   # the VAE stays float32: a few % of the FLOPs, and its inputs are float32
+    return Streamer(w.cfg, dit, w.vae, device=device, seed=seed, steps=steps, memory_mode=memory,
+                    checkpoint_sha=w.sha256), w.info
 
 
 class ModelSource:
-    chunk: int
+    """FrameSource "model". Capabilities: HasScene, HasSpawn, HasMemory, HasSession, Prefetching,
+    ObservesContext, Closable."""
 
-    def __init__(self, model: str = "tiny-random", seed: int = 0, prompt: str | None = None, device: str = "cpu",
+    def __init__(self, model: str | None = None, seed: int = 0, prompt: str | None = None, device: str = "cpu",
                  *, steps: int | None = None, memory: str = "full", lookahead: bool = False,
-                 streamer: Streamer | None = None, label: str | None = None):
+                 streamer: Streamer | None = None, label: str | None = None,
+                 context_frames: int = TI2V_CONTEXT, dtype: torch.dtype = torch.float32, chunk: int | None = None):
         if streamer is None:
-            streamer, info = build_streamer(model, device, seed, steps=steps, memory=memory)
+            streamer, info = build_streamer(model, device, seed, steps=steps, memory=memory, dtype=dtype, chunk=chunk)
             label = label or info.label
         self.streamer = streamer
         self.label = label or streamer.cfg.label
-        self.name = f"model:{model}"
+        self.name = "model" if model is None else f"model:{model}"
         self.chunk = streamer.cfg.dit.chunk_frames
+        self.context_frames = int(context_frames)
         self.lookahead = lookahead
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worldplay-gen") if lookahead else None
         self._pending: Future | None = None   # the prefetched chunk being generated
@@ -80,31 +79,34 @@ class ModelSource:
         self._build_scene()
 
     def _build_scene(self) -> None:
-        from worldplay.world.render import Renderer  # noqa: PLC0415 (torch ray caster; import on use)
-        from worldplay.world.scene import make_scene  # noqa: PLC0415
-
         v = self.streamer.cfg.vae
-        self.scene = make_scene(self.seed, self.prompt)   # unknown words raise WorldplayError here
+        self.scene: Scene = make_scene(self.seed, self.prompt)   # unknown words raise WorldplayError here
         self.renderer = Renderer(self.scene, image=ImageConfig(width=v.width, height=v.height))
         self.started = False
+        self.shown = 0              # frames handed out since reset: which ones are context
 
     def reset(self, seed: int | None = None, prompt: str | None = None) -> None:
         """Forget the session; a new scene when seed or prompt is given. The next `frames` call
-        renders the first frame and starts generating from it."""
+        renders the context frames and starts generating after them."""
         self._collect()
         if seed is not None or prompt is not None:
             self.seed = self.seed if seed is None else int(seed)
             self.prompt = prompt
             self._build_scene()
         self.started = False
+        self.shown = 0
         self._resume_time, self._time_offset = False, 0.0
 
     def spawn_pose(self) -> Tensor:
         """Where a client's camera starts: the last generated pose of a resumed session, else the scene's."""
-        poses = self.streamer.poses
-        return poses[-1].clone() if self.started and poses.shape[0] else self.scene.spawn_pose()
+        last = self.resume_point()
+        return last[0].clone() if last is not None else self.scene.spawn_pose()
 
-    # the client's edit mode and its memory access go straight to the streamer (see Streamer)
+    # HasMemory: the client's minimap, edit mode and memory lock go straight to the streamer's
+    @property
+    def memory(self) -> MosaicMemory:
+        return self.streamer.memory
+
     @property
     def memory_frozen(self) -> bool:
         return self.streamer.memory_frozen
@@ -134,16 +136,18 @@ class ModelSource:
             self._resume_time = False
         times = times + self._time_offset
         if not self.started:
-            first = self.renderer.render(c2w[0], float(times[0]))
-            self.streamer.reset(first, self.scene.prompt, seed=self.seed)
+            self.streamer.reset(None, self.scene.prompt, seed=self.seed)
             self.started = True
-        return self.streamer.step(c2w, times)
+        # this chunk's first k frames are context: ground truth, observed rather than generated
+        k = min(max(self.context_frames - self.shown, 0), self.chunk)
+        self.shown += self.chunk
+        truth = [self.renderer.render(c2w[i], float(times[i])) for i in range(k)]
+        self.streamer.observe(truth)
+        return truth if k == self.chunk else self.streamer.step(c2w, times)
 
     def frames(self, c2w: Tensor, times: Tensor) -> list[Frame]:
         """One chunk: c2w (chunk, 4, 4), times (chunk,) seconds."""
-        if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or times.shape != c2w.shape[:1]:
-            raise ValueError(f"ModelSource.frames wants c2w (F, 4, 4) and times (F,); "
-                             f"got {tuple(c2w.shape)} and {tuple(times.shape)}")
+        check_chunk("ModelSource", c2w, times)
         done = self._collect()
         return done if done is not None else self._generate(c2w, times)
 
@@ -167,6 +171,7 @@ class ModelSource:
         fut, self._pending = self._pending, None
         return fut.result()
 
+    # HasSession: the whole streamer state in one file
     def save(self, path: str | os.PathLike) -> None:
         if self._pending is not None:
             raise WorldplayError("ModelSource.save: a prefetched chunk is still pending; call frames() first")
@@ -179,8 +184,18 @@ class ModelSource:
         if (s.seed, s.prompt) != (self.seed, self.scene.prompt):   # saved in another scene
             self.seed, self.prompt = s.seed, s.prompt or None
             self._build_scene()
-        self.started = self.streamer.started
+        self.started = s.started
+        self.shown = s.frame + len(s.pending)    # the saved session's context is behind it
         self._resume_time, self._time_offset = True, 0.0
+
+    def resume_point(self) -> tuple[Tensor, float] | None:
+        s = self.streamer
+        if not self.started or s.poses.shape[0] == 0:
+            return None
+        return s.poses[-1].cpu().float(), float(s.times[-1])
+
+    def session_summary(self) -> str:
+        return f"{self.streamer.poses.shape[0]} frames, {len(self.streamer.memory)} memory patches"
 
     def hud(self) -> dict[str, str]:
         s = self.streamer

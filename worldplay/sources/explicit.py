@@ -10,7 +10,7 @@ nearest-depth neighbour, and what was never seen stays black.
 
 This is what a pure 3D-reprojection memory gives: revisits are sharp where geometry was seen,
 new regions are empty, and moving objects freeze where they were observed (its Dynamic score
-falls below ground truth's). The protocol sets `context_frames` to the first revisit frame.
+falls below ground truth's). The eval protocol sets `context_frames` to the first revisit frame.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from torch import Tensor
 
 from worldplay.camera import intrinsics, invert_se3, pixel_grid, project, unproject
 from worldplay.config import ImageConfig
+from worldplay.sources.protocol import check_chunk
 from worldplay.world.frame import SKY_DEPTH, Frame
+from worldplay.world.render import Renderer
+from worldplay.world.scene import make_scene
 
 NEAR = 0.05            # metres: points closer than this to the camera are behind the lens
 FOOTPRINT = ((0, 0), (1, 0), (0, 1), (1, 1))   # pixel offsets each splatted point covers
@@ -55,7 +58,8 @@ class _View:
 
 
 class ExplicitSource:
-    """FrameSource: GT context, then forward-splatted reprojection of the stored GT views."""
+    """FrameSource "explicit": GT context, then forward-splatted reprojection of the stored GT
+    views. Capabilities: HasScene, ObservesContext."""
 
     chunk = 1
 
@@ -72,8 +76,6 @@ class ExplicitSource:
         self.reset()
 
     def reset(self, seed: int | None = None, prompt: str | None = None) -> None:
-        from worldplay.world.render import Renderer   # noqa: PLC0415 (renderer pulls in scene code)
-        from worldplay.world.scene import make_scene  # noqa: PLC0415
         changed = self.scene is None or (seed is not None and int(seed) != self.seed) or \
             (prompt is not None and prompt != self.prompt)
         self.seed = self.seed if seed is None else int(seed)
@@ -88,10 +90,11 @@ class ExplicitSource:
 
     def hud(self) -> dict[str, str]:
         mode = "observe (GT)" if self.count < self.context_frames else "reproject"
-        return {"source": "explicit", "scene": str(self.seed), "mode": mode,
+        return {"source": self.name, "scene": str(self.seed), "mode": mode,
                 "memory": f"{len(self.views)} views", "coverage": f"{100 * self.last_coverage:.0f}%"}
 
     def frames(self, c2w: Tensor, times: Tensor) -> list[Frame]:
+        check_chunk("ExplicitSource", c2w, times)
         out = []
         for pose, t in zip(c2w, times):
             if self.count < self.context_frames:

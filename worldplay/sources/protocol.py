@@ -1,14 +1,17 @@
 """The `FrameSource` protocol: anything the client, recorder, eval and bench can pull frames from.
 
-The world renderer is the first source (ground truth); the explicit-warp baseline, the
-memory-only view and the model streamer plug in the same way. Sources produce `chunk` frames
-per call because the model generates chunks; the renderer uses chunk = 1. `check_chunk` (what
-goes in) and `checked` (what comes out) hold a source to that contract.
+The required part is small on purpose (a name, a chunk length, reset, frames, hud): a source
+with only that plays, records and evaluates. What some sources can do beyond it (a memory the
+client draws and edits, a session it saves, look-ahead generation, ground-truth context, a
+scene) is declared by the optional capability protocols in capabilities.py, which callers test
+with `isinstance`; nobody probes a source's attributes. Sources produce `chunk` frames per call
+because the model generates chunks; the renderer uses chunk = 1. `check_chunk` (what goes in)
+and `checked` (what comes out) hold a source to that contract.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Iterable, Protocol, runtime_checkable
 
 from torch import Tensor
 
@@ -18,7 +21,7 @@ from worldplay.world.frame import Frame
 
 @runtime_checkable
 class FrameSource(Protocol):
-    name: str          # shown in the HUD, e.g. "world", "explicit", "model:tiny"
+    name: str          # shown in the HUD and eval rows: the source spec as typed, e.g. "model@off"
     chunk: int         # frames returned per `frames` call
 
     def reset(self, seed: int | None = None, prompt: str | None = None) -> None:
@@ -38,10 +41,10 @@ def check_chunk(who: str, c2w: Tensor, times: Tensor) -> None:
                          f"got {tuple(c2w.shape)} and {tuple(times.shape)}")
 
 
-def checked(frames, source, n: int) -> list[Frame]:
+def checked(frames: Iterable[Frame], source: FrameSource, n: int) -> list[Frame]:
     """The frames a source returned, as a list; none at all is a broken source, said in one line."""
     frames = list(frames)
     if not frames:
-        raise WorldplayError(f"frame source {getattr(source, 'name', '?')!r} returned no frames for "
+        raise WorldplayError(f"frame source {source.name!r} returned no frames for "
                              f"{n} poses; it is broken, try --source world")
     return frames

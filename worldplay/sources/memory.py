@@ -10,16 +10,17 @@ copied and pasted patches stay as edited. Deterministic: the same poses give the
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import Tensor
 
-from worldplay.client.memory_colour import (ColourMemoryConfig, colour_memory_config, few_threads,
-                                            memory_intrinsics)
-from worldplay.client.source import check_chunk
-from worldplay.client.sources import WorldSource
 from worldplay.config import ImageConfig
 from worldplay.memory import MosaicMemory, render_canvas
+from worldplay.memory.colour import ColourMemoryConfig, colour_memory_config, few_threads, memory_intrinsics
 from worldplay.memory.warp import warp_view
+from worldplay.sources.protocol import check_chunk
+from worldplay.sources.world import OverWorld, WorldSource
 from worldplay.world.frame import SKY_DEPTH, Frame
 
 PERCENT = 100.0
@@ -42,8 +43,9 @@ def memory_frame(memory: MosaicMemory, c2w: Tensor, K: Tensor, t: float) -> tupl
     return frame, float(hit.float().mean())
 
 
-class MemorySource:
-    """FrameSource "memory": the colour memory's reprojection, filled from ground-truth frames."""
+class MemorySource(OverWorld):
+    """FrameSource "memory": the colour memory's reprojection, filled from ground-truth frames.
+    Capabilities: HasScene, HasMemory."""
 
     name = "memory"
     chunk = 1
@@ -55,16 +57,10 @@ class MemorySource:
         self.memory = MosaicMemory(colour_memory_config(image.width, image.height, cfg))
         self.K = memory_intrinsics(self.memory, image.fov_x_deg)
         self.memory_frozen = False   # the client sets this in edit mode: edits are not overwritten
+        self.memory_lock = threading.RLock()   # HasMemory: nothing here runs in a worker, but the
+                                               # client holds it around memory access all the same
         self.shown = 0               # frames shown since the last reset
         self.coverage = 0.0          # filled fraction of the last view
-
-    @property
-    def scene(self):
-        return self.world.scene
-
-    @property
-    def seed(self) -> int:
-        return self.world.seed
 
     def reset(self, seed: int | None = None, prompt: str | None = None) -> None:
         """Forget the memory; a new scene when seed or prompt is given."""
