@@ -11,7 +11,7 @@ from worldplay.camera import look_at
 from worldplay.cli import main
 from worldplay.client.sources import WorldSource
 from worldplay.config import ImageConfig
-from worldplay.eval.dynamic import motion_energy
+from worldplay.eval.dynamic import DynamicConfig, MotionEnergyStream, motion_energy
 from worldplay.eval.explicit import ExplicitConfig, ExplicitSource
 from worldplay.eval.metrics import PSNR_CAP, psnr
 from worldplay.eval.png import decode_png
@@ -46,6 +46,28 @@ def test_dynamic_score_ground_truth_one_frozen_low():
     assert e.score() < 0.2 and e.gt_energy() > 0
     still = torch.zeros_like(dyn)                                         # nothing moves: no score
     assert math.isnan(motion_energy(gt, gt, depth, still, poses, r.K).score())
+
+
+def test_motion_energy_stream_matches_clip():
+    """Fed frame by frame (with gaps, as revisit frames come), the stream keeps `stride` frames
+    and scores what the whole clip in memory scores."""
+    scene, poses, times = _watch_mover(5)
+    r = Renderer(scene, image=SMALL)
+    live = [r.render(p, float(t)) for p, t in zip(poses, times)]
+    gt = torch.stack([f.rgb for f in live])
+    gen = torch.stack([r.render(p, 0.1).rgb for p in poses])               # slightly wrong times
+    depth, dyn = torch.stack([f.depth for f in live]), torch.stack([f.dynamic for f in live])
+    keep = [k for k in range(len(poses)) if k % 7 != 3]
+    cfg = DynamicConfig(pair_batch=3)
+    whole = motion_energy(gen, gt, depth, dyn, poses, r.K, keep, cfg)
+    stream = MotionEnergyStream(r.K, cfg)
+    for k in keep:
+        stream.push(k, gen[k], gt[k], depth[k], dyn[k], poses[k])
+        assert len(stream._recent) <= cfg.stride and len(stream._pairs) < cfg.pair_batch
+    got = stream.result()
+    assert got.count == whole.count and got.psnr_frames == whole.psnr_frames > 0
+    for attr in ("gen_sum", "gt_sum", "psnr_sum"):
+        assert getattr(got, attr) == pytest.approx(getattr(whole, attr), rel=1e-6)
 
 
 def test_explicit_source_observes_then_reprojects():
