@@ -10,11 +10,11 @@ import torch
 from worldplay.camera import look_at
 from worldplay.cli import main
 from worldplay.config import ImageConfig
-from worldplay.eval.dynamic import motion_energy
+from worldplay.eval.dynamic import DynamicConfig, MotionEnergyStream, motion_energy
 from worldplay.eval.metrics import PSNR_CAP, psnr
 from worldplay.eval.png import decode_png
 from worldplay.eval.protocol import QUICK, protocol_dict, run_protocol
-from worldplay.eval.report import COLUMNS, markdown, to_json, write_report
+from worldplay.eval.report import COLUMNS, DRIFT_COLUMNS, markdown, to_json, write_report
 from worldplay.sources.explicit import ExplicitConfig, ExplicitSource
 from worldplay.sources.world import WorldSource
 from worldplay.world.render import Renderer
@@ -48,6 +48,28 @@ def test_dynamic_score_ground_truth_one_frozen_low():
     assert math.isnan(motion_energy(gt, gt, depth, still, poses, r.K).score())
 
 
+def test_motion_energy_stream_matches_clip(one_thread):
+    """Fed frame by frame (with gaps, as revisit frames come), the stream keeps `stride` frames
+    and scores what the whole clip in memory scores."""
+    scene, poses, times = _watch_mover(5)
+    r = Renderer(scene, image=SMALL)
+    live = [r.render(p, float(t)) for p, t in zip(poses, times)]
+    gt = torch.stack([f.rgb for f in live])
+    gen = torch.stack([r.render(p, 0.1).rgb for p in poses])               # slightly wrong times
+    depth, dyn = torch.stack([f.depth for f in live]), torch.stack([f.dynamic for f in live])
+    keep = [k for k in range(len(poses)) if k % 7 != 3]
+    cfg = DynamicConfig(pair_batch=3)
+    whole = motion_energy(gen, gt, depth, dyn, poses, r.K, keep, cfg)
+    stream = MotionEnergyStream(r.K, cfg)
+    for k in keep:
+        stream.push(k, gen[k], gt[k], depth[k], dyn[k], poses[k])
+        assert len(stream._recent) <= cfg.stride and len(stream._pairs) < cfg.pair_batch
+    got = stream.result()
+    assert got.count == whole.count and got.psnr_frames == whole.psnr_frames > 0
+    for attr in ("gen_sum", "gt_sum", "psnr_sum"):
+        assert getattr(got, attr) == pytest.approx(getattr(whole, attr), rel=1e-6)
+
+
 def test_explicit_source_observes_then_reprojects():
     scene, poses, times = _watch_mover(5, n=6)
     src = ExplicitSource(5, None, "cpu", ExplicitConfig(context_frames=4, image=SMALL))
@@ -72,11 +94,16 @@ def rows():
     cfg = replace(QUICK, scenes=1, first_seed=1_000_001, paths=("orbit",), frames=64, pose_frames=3,
                   image=SMALL)
     out, pairs = [], {}
-    for src in (WorldSource(0, None, "cpu", image=SMALL),
-                ExplicitSource(0, None, "cpu", ExplicitConfig(image=SMALL))):
-        strip: list = []
-        out.append(run_protocol(src, cfg, progress=False, strip=strip))
-        pairs[src.name] = strip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)          # small frames: on a busy 2-core box thread hand-offs dominate
+    try:
+        for src in (WorldSource(0, None, "cpu", image=SMALL),
+                    ExplicitSource(0, None, "cpu", ExplicitConfig(image=SMALL))):
+            strip: list = []
+            out.append(run_protocol(src, cfg, progress=False, strip=strip))
+            pairs[src.name] = strip
+    finally:
+        torch.set_num_threads(threads)
     return out, pairs, protocol_dict(cfg)
 
 
@@ -87,6 +114,9 @@ def test_protocol_ground_truth_is_exact(rows):
     assert world["rot_err_deg"] < 0.05 and world["trans_err"] < 0.005
     assert world["dynamic"] == pytest.approx(1.0)
     assert world["st_lpips"] is None or world["st_lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert world["nonrevisit_frames"] > 0 and world["psnr_nonrevisit"] == PSNR_CAP
+    assert world["gmsd"] == 0.0 and world["gmsd_nonrevisit"] == 0.0 and world["pose_failed"] == 0
+    assert world["psnr_first_quarter"] == world["psnr_last_quarter"] == PSNR_CAP
 
 
 def test_protocol_explicit_baseline_is_worse_and_frozen(rows):
@@ -95,6 +125,10 @@ def test_protocol_explicit_baseline_is_worse_and_frozen(rows):
     assert explicit["ssim"] < 0.95
     assert explicit["dynamic"] < world["dynamic"]
     assert explicit["fps"] > 0
+    assert explicit["gmsd"] > 0
+    # Started from one frame, reprojection leaves most of a new view black: far below its revisits.
+    assert explicit["nonrevisit_frames"] == world["nonrevisit_frames"]
+    assert explicit["psnr_nonrevisit"] < explicit["psnr"] - 5 and explicit["gmsd_nonrevisit"] > explicit["gmsd"]
 
 
 def test_report_table_json_and_strip(rows, tmp_path):
@@ -113,8 +147,29 @@ def test_report_table_json_and_strip(rows, tmp_path):
     assert img.shape[0] > 2 * SMALL.height // 2                            # GT row + one row per source
 
 
+def test_report_drift_peak_memory_and_row_kinds(rows):
+    table, _, proto = rows
+    world, explicit = table
+    extra = [dict(world, method="floor"), dict(explicit, method="model:tiny-random@off")]
+    md = markdown(table + extra, dict(proto, drift=True), "cpu", peak_rss_mb=1234.4)
+    lines = md.splitlines()
+    assert all(c in lines[0] for c in COLUMNS + DRIFT_COLUMNS)
+    assert [ln.split(" | ")[0] for ln in lines[2:6]] == [
+        "| Ground truth (renderer)", "| Layout only (GT in 32-px cells)", "| Explicit memory (reprojection)",
+        "| Model, no memory [model:tiny-random@off]"]
+    assert "floor: ground truth averaged over 32-px cells" in md and "Peak resident memory of this run: 1234 MB" in md
+    assert "Drift:" in md and "GMSD:" in md
+    plain = markdown(table, proto, "cpu")
+    assert not any(c in plain.splitlines()[0] for c in DRIFT_COLUMNS) and "floor:" not in plain
+    data = json.loads(to_json(table, proto, "cpu", peak_rss_mb=1234.4))
+    assert data["peak_rss_mb"] == 1234.4
+    assert {"psnr_nonrevisit", "ssim_nonrevisit", "gmsd", "pose_failed", "psnr_first_quarter"} <= set(data["rows"][0])
+
+
 def test_eval_cli_rejects_bad_arguments(tmp_path, capsys):
     assert main(["eval", "--source", "nope", "--quick"]) == 2
     assert "unknown source" in capsys.readouterr().err
     assert main(["eval", "--source", "world", "--frames", "3"]) == 2
     assert main(["eval", "--source", "world", "--json", str(tmp_path / "missing" / "r.json")]) == 2
+    with pytest.raises(SystemExit):
+        main(["eval", "--source", "world", "--quick", "--long"])     # one protocol at a time

@@ -2,12 +2,13 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from worldplay.errors import WorldplayError
-from worldplay.eval.metrics import (PSNR_CAP, STLPIPS_NAME, StLpips, format_psnr, masked_psnr, psnr,
-                                    ssim)
+from worldplay.eval.metrics import (PSNR_CAP, STLPIPS_NAME, StLpips, format_psnr, gmsd, masked_psnr,
+                                    psnr, ssim)
 from worldplay.eval.png import decode_png, encode_png, tile
 
 
@@ -50,12 +51,59 @@ def test_ssim_identical_one_and_falls_with_noise():
     assert torch.all(scores[0] < 1) and torch.all(scores[0] > scores[1]) and torch.all(scores[1] > scores[2])
 
 
+def _gmsd_reference(gen: np.ndarray, gt: np.ndarray) -> float:
+    """GMSD of one (H, W, 3) uint8 pair written from Xue et al. 2014 with numpy loops, apart from
+    the torch code: luma, 2x2 mean and keep every other pixel, zero-padded Prewitt / 3, std of GMS."""
+    def grad_mag(img):
+        y = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        h, w = y.shape[0] // 2 * 2, y.shape[1] // 2 * 2
+        y = y[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        p = np.pad(y, 1)
+        gx = np.zeros_like(y)
+        gy = np.zeros_like(y)
+        for i in range(y.shape[0]):
+            for j in range(y.shape[1]):
+                win = p[i:i + 3, j:j + 3]
+                gx[i, j] = (win[:, 0].sum() - win[:, 2].sum()) / 3
+                gy[i, j] = (win[0, :].sum() - win[2, :].sum()) / 3
+        return np.hypot(gx, gy)
+    m_r, m_d = grad_mag(gt), grad_mag(gen)
+    gms = (2 * m_r * m_d + 170.0) / (m_r ** 2 + m_d ** 2 + 170.0)
+    return float(gms.std(ddof=1))
+
+
+def _box_blur(a: torch.Tensor, r: int) -> torch.Tensor:
+    x = a.permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+    return x.round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def test_gmsd_identical_zero_and_matches_paper_definition():
+    a = _box_blur(_frames(2, 20, 26), 1)                           # some structure, not pure noise
+    assert torch.all(gmsd(a, a) == 0)
+    b = _box_blur(a, 1)
+    got = gmsd(b, a)
+    for k in range(2):
+        assert float(got[k]) == pytest.approx(_gmsd_reference(b[k].numpy(), a[k].numpy()), rel=1e-5)
+    odd = _frames(1, 19, 25)                                      # odd sizes drop the last row/column
+    assert float(gmsd(odd, a[:1, :19, :25])) == pytest.approx(
+        _gmsd_reference(odd[0].numpy(), a[0, :19, :25].numpy()), rel=1e-5)
+
+
+def test_gmsd_grows_with_blur():
+    a = _box_blur(_frames(2, 48, 64), 1)
+    scores = [gmsd(_box_blur(a, r), a) for r in (1, 2, 4)]
+    assert torch.all(scores[0] > 0) and torch.all(scores[0] < scores[1]) and torch.all(scores[1] < scores[2])
+
+
 def test_metric_input_errors_name_the_problem():
     a = _frames()
     with pytest.raises(WorldplayError, match="shape"):
         psnr(a, a[:, :10])
     with pytest.raises(WorldplayError, match="uint8"):
         ssim(a.float(), a.float())
+    with pytest.raises(WorldplayError, match="GMSD needs"):
+        gmsd(a[:, :4, :4], a[:, :4, :4])
 
 
 def test_st_lpips_reports_why_missing():

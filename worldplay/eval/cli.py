@@ -1,4 +1,4 @@
-"""`worldplay eval --source SPEC[,SPEC...] [--quick] [--json r.json] [--out DIR]`: the paper's table."""
+"""`worldplay eval --source SPEC[,SPEC...] [--quick | --long] [--json r.json] [--out DIR]`: the paper's table."""
 
 from __future__ import annotations
 
@@ -13,8 +13,13 @@ from worldplay.sources.spec import SPEC_HELP
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="world", metavar="SPEC[,SPEC...]",
                    help=f"frame sources to score, comma-separated, one table row each: {SPEC_HELP}")
-    p.add_argument("--quick", action="store_true",
-                   help="2 held-out scenes x 2 paths (orbit, look-away) x 128 frames (a few minutes on a 2-core CPU)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true",
+                      help="2 held-out scenes x 2 paths (orbit, look-away) x 128 frames "
+                           "(a few minutes on a 2-core CPU)")
+    size.add_argument("--long", action="store_true",
+                      help="1 held-out scene, the loop path, 960 frames (two laps, 60 s): adds revisit PSNR "
+                           "over the first and the last 25 %% of revisit frames (drift)")
     p.add_argument("--scenes", type=int, default=None, help="override the number of held-out scenes")
     p.add_argument("--frames", type=int, default=None, help="override frames per trajectory")
     p.add_argument("--json", default=None, help="also write the results as JSON to this file")
@@ -24,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def protocol_config(args):
-    from worldplay.eval.protocol import QUICK, ProtocolConfig  # noqa: PLC0415
-    cfg = QUICK if args.quick else ProtocolConfig()
+    from worldplay.eval.protocol import LONG, QUICK, ProtocolConfig  # noqa: PLC0415
+    cfg = QUICK if args.quick else LONG if args.long else ProtocolConfig()
     if args.scenes is not None:
         if args.scenes < 1:
             raise WorldplayError(f"--scenes must be >= 1 (got {args.scenes})")
@@ -38,7 +43,7 @@ def protocol_config(args):
 
 
 def run(args) -> int:
-    from worldplay.eval.protocol import protocol_dict, run_protocol  # noqa: PLC0415
+    from worldplay.eval.protocol import peak_rss_mb, protocol_dict, run_protocol  # noqa: PLC0415
     from worldplay.eval.report import markdown, write_json, write_report  # noqa: PLC0415
     from worldplay.fileio import check_writable  # noqa: PLC0415
     from worldplay.sources.registry import make_source, source_specs  # noqa: PLC0415
@@ -55,10 +60,12 @@ def run(args) -> int:
         rows[-1]["method"] = name
         pairs[name] = strip
     proto = protocol_dict(cfg)
-    print(markdown(rows, proto, args.device))
+    rss = peak_rss_mb()
+    print(markdown(rows, proto, args.device, rss))
+    print(f"peak resident memory: {rss:.0f} MB")
     if args.json:
-        print(f"wrote {write_json(args.json, rows, proto, args.device)}")
+        print(f"wrote {write_json(args.json, rows, proto, args.device, rss)}")
     if args.out:
-        for f in write_report(Path(args.out), rows, proto, args.device, pairs):
+        for f in write_report(Path(args.out), rows, proto, args.device, pairs, rss):
             print(f"wrote {f}")
     return 0

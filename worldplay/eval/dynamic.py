@@ -85,11 +85,35 @@ def _static_warp(rgb_prev: Tensor, depth: Tensor, c2w: Tensor, c2w_prev: Tensor,
     return warped, ok.view(B, H, W)
 
 
+def _pair_energy(gen_a: Tensor, gt_a: Tensor, gen_b: Tensor, gt_b: Tensor, depth_b: Tensor, mask: Tensor,
+                 c2w_a: Tensor, c2w_b: Tensor, K: Tensor, cfg: DynamicConfig) -> MotionEnergy:
+    """Motion energy of a batch of pairs (a, b): frames (B, H, W, 3) uint8, GT depth of b
+    (B, H, W), moving-object mask (B, H, W), poses (B, 4, 4)."""
+    if not mask.any():
+        return MotionEnergy()
+    prev = torch.cat([to_unit(gen_a), to_unit(gt_a)], 1)                      # (B, 6, H, W) one warp for both
+    warped, ok = _static_warp(prev, depth_b.float(), c2w_b.float(), c2w_a.float(), K.float(), cfg.max_depth)
+    m = mask & ok
+    d_gen = ((to_unit(gen_b) - warped[:, :3]).abs().mean(1) * m).sum()
+    d_gt = ((to_unit(gt_b) - warped[:, 3:]).abs().mean(1) * m).sum()
+    return MotionEnergy(float(d_gen), float(d_gt), int(m.sum()))
+
+
+def _masked_psnr_energy(gen: Tensor, gt: Tensor, dynamic: Tensor) -> MotionEnergy:
+    """The masked-PSNR part of the score over frames (T, H, W, 3) with their masks (T, H, W)."""
+    has = dynamic.flatten(1).any(1)
+    if not has.any():
+        return MotionEnergy()
+    p = masked_psnr(gen[has], gt[has], dynamic[has])
+    return MotionEnergy(psnr_sum=float(p.sum()), psnr_frames=int(has.sum()))
+
+
 def motion_energy(gen: Tensor, gt: Tensor, depth: Tensor, dynamic: Tensor, c2w: Tensor, K: Tensor,
                   frames: list[int] | None = None, cfg: DynamicConfig = DynamicConfig()) -> MotionEnergy:
-    """Motion energy of a clip. gen, gt: (T, H, W, 3) uint8; depth: (T, H, W) GT z-depth;
-    dynamic: (T, H, W) GT moving-object mask; c2w: (T, 4, 4); K: (3, 3).
-    `frames`: indices that are scored (pairs need both ends in it); default all frames."""
+    """Motion energy of a clip held in memory. gen, gt: (T, H, W, 3) uint8; depth: (T, H, W) GT
+    z-depth; dynamic: (T, H, W) GT moving-object mask; c2w: (T, 4, 4); K: (3, 3).
+    `frames`: indices that are scored (pairs need both ends in it); default all frames.
+    Long clips go through `MotionEnergyStream` instead, which keeps `stride` frames."""
     T = gt.shape[0]
     keep = set(range(T) if frames is None else frames)
     pairs = [(t - cfg.stride, t) for t in sorted(keep) if t - cfg.stride in keep]
@@ -99,20 +123,59 @@ def motion_energy(gen: Tensor, gt: Tensor, depth: Tensor, dynamic: Tensor, c2w: 
         b = torch.tensor([p[1] for p in pairs[i:i + cfg.pair_batch]])
         # Was or is moving. The mask of frame a is used in b's pixel grid unwarped: the camera
         # moves a few pixels in `stride` frames, well inside the object it marks.
-        mask = dynamic[b] | dynamic[a]                                         # (B, H, W)
-        if not mask.any():
-            continue
-        prev = torch.cat([to_unit(gen[a]), to_unit(gt[a])], 1)                       # (B, 6, H, W) one warp for both
-        warped, ok = _static_warp(prev, depth[b].float(), c2w[b].float(), c2w[a].float(), K.float(),
-                                  cfg.max_depth)
-        m = mask & ok
-        d_gen = ((to_unit(gen[b]) - warped[:, :3]).abs().mean(1) * m).sum()
-        d_gt = ((to_unit(gt[b]) - warped[:, 3:]).abs().mean(1) * m).sum()
-        out = out.add(MotionEnergy(float(d_gen), float(d_gt), int(m.sum())))
-    idx = sorted(keep)
-    has = dynamic[idx].flatten(1).any(1)
-    if has.any():
-        sel = torch.tensor(idx)[has]
-        p = masked_psnr(gen[sel], gt[sel], dynamic[sel])
-        out = out.add(MotionEnergy(psnr_sum=float(p.sum()), psnr_frames=int(len(sel))))
-    return out
+        out = out.add(_pair_energy(gen[a], gt[a], gen[b], gt[b], depth[b], dynamic[b] | dynamic[a],
+                                   c2w[a], c2w[b], K, cfg))
+    idx = torch.tensor(sorted(keep), dtype=torch.long)
+    return out.add(_masked_psnr_energy(gen[idx], gt[idx], dynamic[idx]))
+
+
+@dataclass
+class _Kept:
+    gen: Tensor      # (H, W, 3) uint8
+    gt: Tensor       # (H, W, 3) uint8
+    depth: Tensor    # (H, W) GT z-depth
+    dynamic: Tensor  # (H, W) bool
+    c2w: Tensor      # (4, 4)
+
+
+class MotionEnergyStream:
+    """`motion_energy` over frames that arrive one at a time in increasing index: it keeps only
+    the last `stride` frames (a pair's first end) and `pair_batch` pending pairs, so its memory
+    does not grow with the clip. Same result as `motion_energy` on the same frames, up to the
+    order of float sums."""
+
+    def __init__(self, K: Tensor, cfg: DynamicConfig = DynamicConfig()):
+        self.K, self.cfg = K, cfg
+        self.energy = MotionEnergy()
+        self._recent: dict[int, _Kept] = {}
+        self._pairs: list[tuple[_Kept, _Kept]] = []
+
+    def push(self, t: int, gen: Tensor, gt: Tensor, depth: Tensor, dynamic: Tensor, c2w: Tensor) -> None:
+        """Frame `t` (gen, gt (H, W, 3) uint8; depth, dynamic (H, W); c2w (4, 4))."""
+        cur = _Kept(gen, gt, depth, dynamic, c2w)
+        prev = self._recent.get(t - self.cfg.stride)
+        if prev is not None:
+            self._pairs.append((prev, cur))
+            if len(self._pairs) >= self.cfg.pair_batch:
+                self._flush_pairs()
+        self.energy = self.energy.add(_masked_psnr_energy(gen[None], gt[None], dynamic[None]))
+        self._recent[t] = cur
+        for k in [k for k in self._recent if k <= t - self.cfg.stride]:   # no later frame pairs with them
+            del self._recent[k]
+
+    def _flush_pairs(self) -> None:
+        if not self._pairs:
+            return
+        a = [p[0] for p in self._pairs]
+        b = [p[1] for p in self._pairs]
+        st = lambda kept, attr: torch.stack([getattr(k, attr) for k in kept])  # noqa: E731
+        mask = st(b, "dynamic") | st(a, "dynamic")                              # see motion_energy
+        self.energy = self.energy.add(_pair_energy(st(a, "gen"), st(a, "gt"), st(b, "gen"), st(b, "gt"),
+                                                   st(b, "depth"), mask, st(a, "c2w"), st(b, "c2w"),
+                                                   self.K, self.cfg))
+        self._pairs = []
+
+    def result(self) -> MotionEnergy:
+        """The clip's energy so far (pending pairs included)."""
+        self._flush_pairs()
+        return self.energy
