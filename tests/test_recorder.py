@@ -183,3 +183,16 @@ def test_record_ctrl_c_keeps_a_playable_partial_file(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert rc == 130 and "kept a playable" in err and "first 4 of 16 frames" in err
     assert read_mp4_info(out)["frames"] == 4
+
+
+def test_record_reports_sizes_and_memory_every_n_frames(tmp_path, capsys, one_thread):
+    from worldplay import cli
+    out = tmp_path / "m.mp4"
+    assert cli.main(["record", "--source", "model:tiny-random", "--path", "orbit", "--seconds", "0.5",
+                     "--report-every", "4", "--no-progress", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("frame ")]
+    assert [ln.split(":")[0] for ln in lines] == ["frame 4", "frame 8"]
+    assert all("memory entries" in ln and "kv cache MB" in ln and "RSS" in ln for ln in lines)
+    end = [ln for ln in captured.out.splitlines() if ln.startswith("end: ")]
+    assert end and "flat frames" in end[0] and "NaN frames 0" in end[0]

@@ -17,11 +17,15 @@ import time
 
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
+from worldplay.procstats import peak_rss_mb, rss_mb
+from worldplay.sources.capabilities import Reports
 from worldplay.sources.spec import SPEC_HELP
 
 DEFAULT_SECONDS = 10.0   # a named path with no --seconds: long enough to close an orbit or loop
 MAX_FPS = 120.0          # beyond this the request is a typo, not a frame rate
 EXIT_INTERRUPTED = 130   # shell convention for Ctrl-C
+REPORT_EVERY = 960       # frames between size reports: one a minute of video at 16 FPS
+FLAT_STD = 10.0          # a frame whose pixel std is below this is flat grey, not a picture
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", type=int, default=None, metavar="N",
                    help="start from N real frames: the source observes the path's first N frames as ground "
                         "truth before it generates (model: default 1)")
+    p.add_argument("--report-every", type=int, default=REPORT_EVERY, metavar="N",
+                   help=f"print memory entries, KV cache size and RSS every N frames (default {REPORT_EVERY}; 0: only at the end)")
     p.add_argument("--scene", type=int, default=0, metavar="SEED", help="scene seed (default 0)")
     p.add_argument("--prompt", nargs="+", metavar="WORD", default=None,
                    help="scene words, e.g. --prompt desert dusk pillars (default: picked from the seed)")
@@ -74,7 +80,33 @@ def _validate(args) -> tuple:
     return source, traj, out
 
 
-def _render(source, traj, out, fps: float, progress: bool) -> tuple[int, float, bool]:
+class Watch:
+    """What a long recording prints every `every` frames and at the end: the source's sizes,
+    process memory, and frames that are broken (NaN depth, or flat: pixel std below FLAT_STD)."""
+
+    def __init__(self, source, every: int, write):
+        self.source, self.every, self.write = source, every, write
+        self.frames = self.flat = self.nan = 0
+        self.min_std = float("inf")
+
+    def add(self, f) -> None:
+        std = float(f.rgb.float().std())
+        self.min_std = min(self.min_std, std)
+        self.flat += std < FLAT_STD
+        self.nan += not bool(f.depth.isfinite().all())
+        self.frames += 1
+        if self.every and self.frames % self.every == 0:
+            self.write(f"frame {self.frames}: {self.line()}")
+
+    def line(self) -> str:
+        sizes = self.source.report() if isinstance(self.source, Reports) else {}
+        parts = [f"{k} {v:,.0f}" if v >= 100 else f"{k} {v:.1f}" for k, v in sizes.items()]
+        parts += [f"RSS {rss_mb():.0f} MB (peak {peak_rss_mb():.0f})", f"flat frames {self.flat}",
+                  f"NaN frames {self.nan}", f"min pixel std {self.min_std:.1f}"]
+        return ", ".join(parts)
+
+
+def _render(source, traj, out, fps: float, progress: bool, watch: Watch) -> tuple[int, float, bool]:
     """Render `traj` through `source` into `out`: (frames written, seconds, interrupted).
     On Ctrl-C the recorder finalises the frames it has, so the file is still playable."""
     import torch  # noqa: PLC0415
@@ -97,6 +129,7 @@ def _render(source, traj, out, fps: float, progress: bool) -> tuple[int, float, 
                     source.prefetch(traj.c2w[nxt], traj.times[nxt])
                 for f in frames:
                     rec.write(f.rgb)
+                    watch.add(f)
                 bar.update(len(frames))
     except KeyboardInterrupt:
         return rec.frames_written, time.perf_counter() - start, True
@@ -107,8 +140,9 @@ def run(args) -> int:
     from worldplay.sources.capabilities import close_source  # noqa: PLC0415
 
     source, traj, out = _validate(args)
+    watch = Watch(source, args.report_every, lambda line: print(line, file=sys.stderr, flush=True))
     try:
-        done, secs, interrupted = _render(source, traj, out, args.fps, not args.no_progress)
+        done, secs, interrupted = _render(source, traj, out, args.fps, not args.no_progress, watch)
     finally:
         close_source(source)   # joins a generation worker
     if interrupted:
@@ -118,4 +152,5 @@ def run(args) -> int:
         return EXIT_INTERRUPTED
     print(f"recorded {done} frames ({done / args.fps:.1f} s at {args.fps:g} fps) of path {traj.name} "
           f"from source {source.name} to {out}; rendered at {done / max(secs, 1e-9):.1f} frames/s")
+    print(f"end: {watch.line()}")
     return 0

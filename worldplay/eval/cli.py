@@ -43,7 +43,8 @@ def protocol_config(args):
 
 
 def run(args) -> int:
-    from worldplay.eval.protocol import peak_rss_mb, protocol_dict, run_protocol  # noqa: PLC0415
+    from worldplay.eval.protocol import protocol_dict, run_protocol  # noqa: PLC0415
+    from worldplay.procstats import peak_rss_mb  # noqa: PLC0415
     from worldplay.eval.report import markdown, write_json, write_report  # noqa: PLC0415
     from worldplay.fileio import check_writable  # noqa: PLC0415
     from worldplay.sources.registry import make_source, source_specs  # noqa: PLC0415

@@ -20,8 +20,6 @@ they are scored from a separate exploration run that starts from `explore_contex
 from __future__ import annotations
 
 import math
-import resource
-import sys
 import time
 from dataclasses import dataclass, field, replace
 
@@ -33,13 +31,11 @@ from worldplay.errors import WorldplayError
 from worldplay.eval.dynamic import DynamicConfig, MotionEnergy
 from worldplay.eval.metrics import StLpips
 from worldplay.eval.pose import PoseConfig
-from worldplay.sources.capabilities import ObservesContext
 from worldplay.eval.scoring import FrameScorer, FrameSetScores, Mean, ScorePlan, TrajectoryScore
+from worldplay.sources.capabilities import ObservesContext
 from worldplay.world.dataset import HELDOUT_SEED_START
 
 DRIFT_SHARE = 0.25        # revisit frames at each end of the walk compared for drift (the table says 25 %)
-RSS_UNIT = 1 if sys.platform == "darwin" else 1024   # ru_maxrss is bytes on macOS, KiB on Linux
-MB = 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -63,11 +59,6 @@ class ProtocolConfig:
 QUICK = replace(ProtocolConfig(), scenes=2, paths=("orbit", "look-away"), frames=128, pose_frames=6)
 # One minute (two laps of the loop at 16 FPS) on one held-out scene: does the memory hold?
 LONG = replace(ProtocolConfig(), scenes=1, paths=("loop",), frames=960, drift=True)
-
-
-def peak_rss_mb() -> float:
-    """The process's peak resident memory so far, in MB (ru_maxrss)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * RSS_UNIT / MB
 
 
 def _spread(xs: list[int], k: int) -> list[int]:
@@ -224,4 +215,4 @@ def protocol_dict(cfg: ProtocolConfig) -> dict:
 
 
 __all__ = ["ProtocolConfig", "QUICK", "LONG", "run_protocol", "score_trajectory", "score_walk", "feed",
-           "plan_frames", "aggregate", "protocol_dict", "peak_rss_mb"]
+           "plan_frames", "aggregate", "protocol_dict"]

@@ -11,6 +11,7 @@ having its members; it need not inherit from anything.
     Prefetching     generates the next chunk while the client shows this one; reports its rate
     ObservesContext frames with index < context_frames are ground truth it observes
     Closable        holds a worker or files: close() when done
+    Reports         numbers a long recording prints as it goes (memory entries, KV cache bytes)
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class Prefetching(Protocol):
 
     def ready(self) -> bool:
         """True unless a prefetched chunk is still being made (`frames` would then wait)."""
+
+
+@runtime_checkable
+class Reports(Protocol):
+    def report(self) -> dict[str, float]:
+        """Sizes worth watching over a long walk, e.g. {"memory entries": 5120, "kv cache MB": 22.5}."""
 
 
 @runtime_checkable

@@ -197,6 +197,10 @@ class ModelSource:
     def session_summary(self) -> str:
         return f"{self.streamer.poses.shape[0]} frames, {len(self.streamer.memory)} memory patches"
 
+    def report(self) -> dict[str, float]:
+        return {"memory entries": float(len(self.streamer.memory)),
+                "kv cache MB": self.streamer.cache.nbytes / 2 ** 20}
+
     def hud(self) -> dict[str, str]:
         s = self.streamer
         ms = sum(s.stats["ms"].values())
