@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+import os
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from worldplay.errors import WorldplayError
 from worldplay.model.presets import get_preset
@@ -27,6 +29,21 @@ def loop_config(stage: str, args) -> LoopConfig:
                       schedule=replace(Schedule(), lr=lr))
 
 
+def start_distributed(device: str) -> str:
+    """Under torchrun (WORLD_SIZE > 1) join the process group: NCCL with one GPU per rank, gloo
+    on CPUs. Returns the device this rank trains on. A plain process is left alone."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or dist.is_initialized():
+        return device
+    cuda = device.startswith("cuda")
+    dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return device
+
+
 def run_stage(stage: str, out: Path, args) -> int:
     if stage == "export":
         export(args)
@@ -38,7 +55,7 @@ def run_stage(stage: str, out: Path, args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = get_preset(PRESET)
-    device = args.device
+    device = start_distributed(args.device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WorldplayError(f"--device {device}: this torch build sees no CUDA GPU; use --device cpu")
     if stage == "vae":
