@@ -118,3 +118,23 @@ def test_fully_convolutional_and_learns_a_crop():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
+
+
+def test_calibrated_latents_are_unit_scale_and_decode_the_same():
+    """Latent statistics normalise what the encoder makes without changing what decodes."""
+    from worldplay.model.vae import RGBDVAE, load_vae_state
+    vae = RGBDVAE(VAEConfig(width=64, height=32, pad_height=32, widths=(8, 8, 8), groups=4), seed=1).eval()
+    x = torch.rand(6, 4, 32, 64) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode_x(x)
+        before = vae.decode_x(z)
+        old = vae.calibrate(z)
+        assert vae.calibrated
+        zn = vae.encode_x(x)
+        assert zn.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+        assert (zn.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-3
+        assert torch.allclose(vae.decode_x(zn), before, atol=1e-4)
+        assert torch.allclose(vae.renormalize(z, *old), zn, atol=1e-4)
+    fresh = RGBDVAE(vae.cfg, seed=1)
+    load_vae_state(fresh, {k: v for k, v in vae.state_dict().items() if not k.startswith("latent_")})
+    assert not fresh.calibrated                        # older checkpoints load as uncalibrated

@@ -21,6 +21,7 @@ from worldplay.model.presets import VAEConfig
 
 UINT8_MAX = 255.0
 UINT8_HALF = UINT8_MAX / 2.0
+LATENT_STD_MIN = 1e-3   # a dead latent channel must not divide by zero
 
 
 # ---- value conventions ---------------------------------------------------------------------
@@ -114,6 +115,11 @@ class RGBDVAE(nn.Module):
         self.cfg = cfg or VAEConfig()
         with torch.random.fork_rng(devices=[]):  # layer constructors draw from the global RNG
             self._build(self.cfg)
+        # Per-channel statistics of the encoder's raw output, set once after training
+        # (`calibrate`): latents leave `encode_x` at zero mean and unit variance, the scale flow
+        # matching's noise assumes. Identity until calibrated, so VAE training is unaffected.
+        self.register_buffer("latent_mean", torch.zeros(self.cfg.latent_ch))
+        self.register_buffer("latent_std", torch.ones(self.cfg.latent_ch))
         self.reset_parameters(seed)
 
     def _build(self, cfg: VAEConfig) -> None:
@@ -148,6 +154,25 @@ class RGBDVAE(nn.Module):
             if isinstance(m, ResBlock):
                 m.conv2.weight.zero_()  # each block starts as identity: a deep stack trains stably
 
+    @property
+    def calibrated(self) -> bool:
+        return not (bool((self.latent_mean == 0).all()) and bool((self.latent_std == 1).all()))
+
+    @torch.no_grad()
+    def calibrate(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Set the latent statistics from latents z (N, C, h, w) that this VAE encoded; returns
+        the (mean, std) before, so latents made with them can be converted (`renormalize`)."""
+        raw = z.float() * self.latent_std[None, :, None, None] + self.latent_mean[None, :, None, None]
+        old = (self.latent_mean.clone(), self.latent_std.clone())
+        self.latent_mean.copy_(raw.mean(dim=(0, 2, 3)))
+        self.latent_std.copy_(raw.std(dim=(0, 2, 3)).clamp_min(LATENT_STD_MIN))
+        return old
+
+    def renormalize(self, z: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+        """Latents (..., C, h, w) normalised with (mean, std) -> normalised with this VAE's."""
+        raw = z.float() * std[:, None, None] + mean[:, None, None]
+        return (raw - self.latent_mean[:, None, None].cpu()) / self.latent_std[:, None, None].cpu()
+
     # -- padding between the product's 640x360 and the network's 640x384 --
 
     def pad(self, x: Tensor) -> Tensor:
@@ -172,16 +197,18 @@ class RGBDVAE(nn.Module):
     # -- the networks on already-packed tensors (training uses these on random crops) --
 
     def encode_x(self, x: Tensor) -> Tensor:
-        """(B, 4, H, W), H and W multiples of downsample -> (B, latent_ch, H/ds, W/ds)."""
+        """(B, 4, H, W), H and W multiples of downsample -> (B, latent_ch, H/ds, W/ds), normalised."""
         h = self.enc_in(x)
         for i, stage in enumerate(self.enc_stages):
             h = stage(h)
             if i < len(self.enc_down):
                 h = self.enc_down[i](h)
-        return self.enc_out(self.enc_mid(h))
+        raw = self.enc_out(self.enc_mid(h))
+        return (raw - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
 
     def decode_x(self, z: Tensor) -> Tensor:
-        """(B, latent_ch, h, w) -> (B, 4, h*ds, w*ds) unclamped (losses see the raw output)."""
+        """(B, latent_ch, h, w) normalised -> (B, 4, h*ds, w*ds) unclamped (losses see the raw output)."""
+        z = z * self.latent_std[:, None, None].to(z.dtype) + self.latent_mean[:, None, None].to(z.dtype)
         h = self.dec_mid(self.dec_in(z))
         for i in reversed(range(len(self.dec_stages))):
             h = self.dec_stages[i](h)
@@ -206,6 +233,14 @@ class RGBDVAE(nn.Module):
             raise ValueError(f"VAE.encode expects rgb (B, 3, {want[0]}, {want[1]}), got {tuple(rgb.shape)}")
         if tuple(depth.shape) != (rgb.shape[0], *want):
             raise ValueError(f"VAE.encode expects depth (B, {want[0]}, {want[1]}), got {tuple(depth.shape)}")
+
+
+def load_vae_state(vae: RGBDVAE, state: dict[str, Tensor]) -> None:
+    """Load weights saved before latent statistics existed too (they start as identity)."""
+    state = dict(state)
+    for name in ("latent_mean", "latent_std"):
+        state.setdefault(name, getattr(vae, name).detach().clone().fill_(0.0 if name == "latent_mean" else 1.0))
+    vae.load_state_dict(state)
 
 
 def vae_param_count(cfg: VAEConfig | None = None) -> int:

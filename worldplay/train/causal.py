@@ -36,12 +36,12 @@ from worldplay.model.dit import DiT, MemoryTokens
 from worldplay.model.prope import ProjCams
 from worldplay.model.embed import token_features
 from worldplay.model.presets import ModelConfig
-from worldplay.model.vae import RGBDVAE, tensor_to_uint8
+from worldplay.model.vae import RGBDVAE, load_vae_state, tensor_to_uint8
 from worldplay.stream.recall import recall
 from worldplay.stream.sampler import FlowSchedule, shift_t, x0_from_v
 from worldplay.stream.streamer import memory_config_for
 from worldplay.train.frames import VALIDATION_SEED_START
-from worldplay.train.latents import Clip, LatentSet, build_cache, full_res_K
+from worldplay.train.latents import Clip, LatentSet, build_cache, calibrate_on, full_res_K
 from worldplay.train.vae import psnr_rgb
 from worldplay.train.weights import weights_from
 
@@ -312,7 +312,7 @@ def build_stage(stage: str, cfg: ModelConfig, args, device: str) -> CausalStage:
     if vae_src is None:
         raise WorldplayError(f"train {stage}: say which VAE encodes the latents: --vae runs/vae or --init MODEL")
     vae = RGBDVAE(cfg.vae)
-    vae.load_state_dict(weights_from(vae_src, "vae"))
+    load_vae_state(vae, weights_from(vae_src, "vae"))
     dit = DiT(cfg, seed=args.seed)
     dit_src = args.dit or args.init
     if dit_src:
@@ -328,6 +328,7 @@ def build_stage(stage: str, cfg: ModelConfig, args, device: str) -> CausalStage:
     vae = vae.to(device).eval()
     clips = build_cache(cache / "train", vae, cfg, sc.data, progress=not args.no_progress)
     val = build_cache(cache / "val", vae, cfg, sc.val, progress=not args.no_progress)
+    calibrate_on(vae, clips, val)   # a fresh VAE run: its latents get unit scale before the DiT sees any
     bf16 = args.bf16 or device.startswith("cuda")
     if stage == "forcing":
         return ForcingStage(dit, vae, cfg, clips, val, fc, device, bf16)

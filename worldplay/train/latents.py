@@ -57,8 +57,11 @@ class LatentSet:
 
 
 def vae_hash(vae: RGBDVAE) -> str:
+    """The VAE's weights, not its latent statistics: a cache converts between those (load_clip)."""
     h = hashlib.sha256()
     for k, v in sorted(vae.state_dict().items()):
+        if k.startswith("latent_"):
+            continue
         h.update(k.encode())
         h.update(v.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
@@ -101,46 +104,60 @@ def encode_trajectory(vae: RGBDVAE, cfg: ModelConfig, seed: int, path: str, fram
                 traj.times.double(), ids, traj.revisits, f"{seed:07d}_{path}")
 
 
-def save_clip(folder: Path, clip: Clip, vae_id: str) -> Path:
+def save_clip(folder: Path, clip: Clip, vae: RGBDVAE) -> Path:
     out = folder / f"{clip.name}.safetensors"
-    meta = {"format": META, "vae": vae_id, "revisits": json.dumps(clip.revisits)}
+    meta = {"format": META, "vae": vae_hash(vae), "revisits": json.dumps(clip.revisits)}
     tensors = {"z": clip.z, "depth": clip.depth, "dynamic": clip.dynamic, "c2w": clip.c2w,
-               "times": clip.times, "prompt": clip.prompt}
+               "times": clip.times, "prompt": clip.prompt,
+               "latent_mean": vae.latent_mean.float().cpu(), "latent_std": vae.latent_std.float().cpu()}
     with atomic_path(out) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
     return out
 
 
-def load_clip(path: Path, vae_id: str | None = None) -> Clip:
+def load_clip(path: Path, vae: RGBDVAE) -> Clip:
+    """One cached trajectory, its latents normalised with `vae`'s current latent statistics."""
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
         if meta.get("format") != META:
             raise WorldplayError(f"{path} is not a worldplay latent cache file; delete it and rebuild")
-        if vae_id is not None and meta.get("vae") != vae_id:
-            raise WorldplayError(f"{path} was encoded with another VAE ({meta.get('vae')}, not {vae_id}); "
+        if meta.get("vae") != vae_hash(vae):
+            raise WorldplayError(f"{path} was encoded with another VAE ({meta.get('vae')}, not {vae_hash(vae)}); "
                                  f"delete the cache folder and rebuild it with this VAE")
         t = {k: f.get_tensor(k) for k in f.keys()}
     revisits = [tuple(r) for r in json.loads(meta.get("revisits", "[]"))]
-    return Clip(t["z"], t["depth"], t["dynamic"], t["c2w"], t["times"], t["prompt"], revisits, path.stem)
+    z = t["z"]
+    if "latent_mean" in t:
+        z = vae.renormalize(z, t["latent_mean"], t["latent_std"]).half()
+    return Clip(z, t["depth"], t["dynamic"], t["c2w"], t["times"], t["prompt"], revisits, path.stem)
 
 
 def build_cache(folder: Path, vae: RGBDVAE, cfg: ModelConfig, spec: LatentSet = LatentSet(),
                 progress: bool = True) -> list[Clip]:
     """Encode every trajectory of `spec` not yet in `folder`; return all of them."""
     folder.mkdir(parents=True, exist_ok=True)
-    vid = vae_hash(vae)
     jobs = [(spec.first_seed + s, spec.paths[(s * spec.per_scene + k) % len(spec.paths)])
             for s in range(spec.scenes) for k in range(spec.per_scene)]
     clips = []
     for seed, path in tqdm(jobs, desc="encode latents", unit="traj", disable=not progress):
         file = folder / f"{seed:07d}_{path}.safetensors"
         if file.exists():
-            clips.append(load_clip(file, vid))
+            clips.append(load_clip(file, vae))
             continue
         clip = encode_trajectory(vae.eval(), cfg, seed, path, spec.frames)
-        save_clip(folder, clip, vid)
+        save_clip(folder, clip, vae)
         clips.append(clip)
     return clips
+
+
+def calibrate_on(vae: RGBDVAE, clips: list[Clip], also: list[Clip] = ()) -> None:
+    """Give an uncalibrated VAE latent statistics from cached clips (made with it), and renormalise
+    those and `also` in place: from here on its latents are zero-mean, unit-variance per channel."""
+    if vae.calibrated or not clips:
+        return
+    mean, std = vae.calibrate(torch.cat([c.z[::4] for c in clips]))
+    for c in [*clips, *also]:
+        c.z = vae.renormalize(c.z, mean.cpu(), std.cpu()).half()
 
 
 def full_res_K(cfg: ModelConfig) -> Tensor:

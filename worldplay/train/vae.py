@@ -22,7 +22,7 @@ from torch import Tensor
 from worldplay.config import ImageConfig
 from worldplay.eval.png import downscale, tile, write_png
 from worldplay.model.presets import VAEConfig
-from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
+from worldplay.model.vae import RGBDVAE, frames_to_tensor, load_vae_state, tensor_to_uint8
 from worldplay.train.frames import FramePool, FrameStream, validation_frames
 
 
@@ -111,5 +111,5 @@ class VAEStage:
 def make_vae(cfg: VAEConfig, init_state: dict[str, Tensor] | None, seed: int = 0) -> RGBDVAE:
     vae = RGBDVAE(cfg, seed=seed)
     if init_state is not None:
-        vae.load_state_dict(init_state)
+        load_vae_state(vae, init_state)
     return vae
