@@ -43,7 +43,7 @@ from worldplay.stream.streamer import memory_config_for
 from worldplay.train.frames import VALIDATION_SEED_START
 from worldplay.train.latents import Clip, LatentSet, build_cache, calibrate_on, full_res_K
 from worldplay.train.vae import psnr_rgb
-from worldplay.train.weights import weights_from
+from worldplay.train.weights import save_vae, weights_from
 
 MODES = ("full", "rope", "latent", "off")
 
@@ -329,6 +329,7 @@ def build_stage(stage: str, cfg: ModelConfig, args, device: str) -> CausalStage:
     clips = build_cache(cache / "train", vae, cfg, sc.data, progress=not args.no_progress)
     val = build_cache(cache / "val", vae, cfg, sc.val, progress=not args.no_progress)
     calibrate_on(vae, clips, val)   # a fresh VAE run: its latents get unit scale before the DiT sees any
+    save_vae(vae, Path(args.out or f"runs/{stage}"))   # the DiT's latent space travels with its run
     bf16 = args.bf16 or device.startswith("cuda")
     if stage == "forcing":
         return ForcingStage(dit, vae, cfg, clips, val, fc, device, bf16)

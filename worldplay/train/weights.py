@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from worldplay.checkpoints import load_checkpoint
 from worldplay.errors import WorldplayError
+from worldplay.fileio import atomic_path
+from worldplay.model.vae import RGBDVAE
 from worldplay.train.run import CKPT
 
 DIT_MARK = "blocks."   # every DiT state dict has transformer blocks; the VAE's has none
+VAE_FILE = "vae.safetensors"   # a DiT run's VAE, with the latent statistics its latents were made with
+
+
+def save_vae(vae: RGBDVAE, folder: Path) -> Path:
+    """Keep the exact VAE (weights and latent statistics) a DiT run trains on beside the run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / VAE_FILE) as tmp:
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in vae.state_dict().items()}, str(tmp))
+    return folder / VAE_FILE
 
 
 def _prefixed(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -24,6 +35,8 @@ def weights_from(source: str, part: str) -> dict[str, Tensor]:
     A run folder is read from its EMA weights, a registry name or .safetensors file through the
     registry's checks. What is missing is said in one line with the fix."""
     p = Path(source)
+    if part == "vae" and p.is_dir() and (p / VAE_FILE).exists():
+        return load_file(str(p / VAE_FILE))
     if p.is_dir() and (p / CKPT).exists():
         ema = _prefixed(load_file(str(p / CKPT)), "ema.")
         is_dit = any(k.startswith(DIT_MARK) for k in ema)
