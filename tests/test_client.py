@@ -271,7 +271,7 @@ def test_play_headless_records(tmp_path, capsys):
     pytest.importorskip("worldplay.client.recorder")
     av = pytest.importorskip("av")
     out = tmp_path / "walk.mp4"
-    assert cli.main(["play", "--headless", "--seconds", str(3 * DT), "--record", str(out)]) == 0
+    assert cli.main(["play", "--headless", "--source", "world", "--seconds", str(3 * DT), "--record", str(out)]) == 0
     assert "played 3 frames" in capsys.readouterr().out
     with av.open(str(out)) as f:
         frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)]

@@ -21,8 +21,9 @@ SCALES = (1, 2)           # window = 640x360 times this
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default="world", metavar="SPEC",
-                   help=f"what to show (default world): {SPEC_HELP}")
+    p.add_argument("--source", default="model", metavar="SPEC",
+                   help=f"what to show (default model: checkpoints.toml's default; world is the "
+                        f"ground-truth renderer): {SPEC_HELP}")
     p.add_argument("--context", type=int, default=None, metavar="N",
                    help="start from N real frames: the source observes N ground-truth frames before it "
                         "generates (model: default 1, the first frame)")
