@@ -329,7 +329,7 @@ def build_stage(stage: str, cfg: ModelConfig, args, device: str) -> CausalStage:
     clips = build_cache(cache / "train", vae, cfg, sc.data, progress=not args.no_progress)
     val = build_cache(cache / "val", vae, cfg, sc.val, progress=not args.no_progress)
     calibrate_on(vae, clips, val)   # a fresh VAE run: its latents get unit scale before the DiT sees any
-    save_vae(vae, Path(args.out or f"runs/{stage}"))   # the DiT's latent space travels with its run
+    save_vae(vae, Path(args.out or f"runs/{stage}"), vae_src)   # the DiT's latent space travels with its run
     bf16 = args.bf16 or device.startswith("cuda")
     if stage == "forcing":
         return ForcingStage(dit, vae, cfg, clips, val, fc, device, bf16)

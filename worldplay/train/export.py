@@ -13,13 +13,14 @@ from pathlib import Path
 from worldplay.checkpoints import ROOT, TRAINING_KEY, registry_entry, save_checkpoint
 from worldplay.errors import WorldplayError
 from worldplay.train.run import STATE
-from worldplay.train.weights import weights_from
+from worldplay.train.weights import VAE_STATE, weights_from
 
 PRESET = "tiny"
 
 
-def _steps(run: str) -> dict:
-    p = Path(run) / STATE
+def _steps(run: str, part: str) -> dict:
+    """Steps, minutes and origin of a run folder's part (a DiT run reports its VAE's run too)."""
+    p = Path(run) / (VAE_STATE if part == "vae" and (Path(run) / VAE_STATE).exists() else STATE)
     if not p.exists():
         return {"from": run}
     st = json.loads(p.read_text())
@@ -31,7 +32,7 @@ def export(args) -> None:
         raise WorldplayError("train export needs --vae RUN_OR_MODEL and --dit RUN_OR_MODEL")
     state = {**{f"vae.{k}": v.half() for k, v in weights_from(args.vae, "vae").items()},
              **{f"dit.{k}": v.half() for k, v in weights_from(args.dit, "dit").items()}}
-    training = {"vae": _steps(args.vae), "dit": _steps(args.dit)}
+    training = {"vae": _steps(args.vae, "vae"), "dit": _steps(args.dit, "dit")}
     out = Path(args.out) if args.out else ROOT / "assets"
     files = save_checkpoint(state, out, args.name, PRESET, meta={TRAINING_KEY: json.dumps(training)})
     total = sum(f["bytes"] for f in files)

@@ -9,19 +9,24 @@ from torch import Tensor
 
 from worldplay.checkpoints import load_checkpoint
 from worldplay.errors import WorldplayError
-from worldplay.fileio import atomic_path
+from worldplay.fileio import atomic_path, atomic_write_bytes
 from worldplay.model.vae import RGBDVAE
-from worldplay.train.run import CKPT
+from worldplay.train.run import CKPT, STATE
 
 DIT_MARK = "blocks."   # every DiT state dict has transformer blocks; the VAE's has none
 VAE_FILE = "vae.safetensors"   # a DiT run's VAE, with the latent statistics its latents were made with
+VAE_STATE = "vae_state.json"   # and the training state of the run that VAE came from (export reports it)
 
 
-def save_vae(vae: RGBDVAE, folder: Path) -> Path:
-    """Keep the exact VAE (weights and latent statistics) a DiT run trains on beside the run."""
+def save_vae(vae: RGBDVAE, folder: Path, source: str | None = None) -> Path:
+    """Keep the exact VAE (weights and latent statistics) a DiT run trains on beside the run,
+    with the state of the VAE run it came from (when `source` is a run folder)."""
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / VAE_FILE) as tmp:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in vae.state_dict().items()}, str(tmp))
+    src_state = Path(source) / STATE if source else None
+    if src_state is not None and src_state.exists() and Path(source).resolve() != folder.resolve():
+        atomic_write_bytes(folder / VAE_STATE, src_state.read_bytes())
     return folder / VAE_FILE
 
 
