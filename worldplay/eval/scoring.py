@@ -146,7 +146,7 @@ class FrameScorer:
         if tuple(rgb.shape) != (H, W, 3) or rgb.dtype != torch.uint8:
             raise WorldplayError(f"source {source_name!r} made {rgb.dtype} {tuple(rgb.shape)} frames; "
                                  f"the protocol needs ({H}, {W}, 3) uint8")
-        self._buf.append((i, rgb.cpu()))
+        self._buf.append((i, rgb.to("cpu", copy=True)))       # a copy: a source may reuse its buffers
         if len(self._buf) >= self.batch:
             self._flush()
 
