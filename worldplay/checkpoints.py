@@ -3,7 +3,7 @@
 Weights are only ever read with safetensors: a pickle file can run code when loaded, so it is
 refused with a message on how to convert it. Every problem is a one-line WorldplayError that
 names the file and the fix. Nothing here touches the network; `worldplay download`
-(checkpoints_cmd.py) is the only code path that reaches a hub.
+(commands/download.py) is the only code path that reaches a hub.
 """
 
 from __future__ import annotations

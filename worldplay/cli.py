@@ -1,6 +1,6 @@
 """`worldplay play|record|bench|eval|train|world|download|info`.
 
-Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`;
+Each subcommand lives in its own module, worldplay/commands/<name>.py, exposing `add_arguments(parser)` and `run(args) -> int`;
 this file only wires them up and turns `WorldplayError` into a one-line message (exit 2).
 Modules are imported lazily so `worldplay --help` stays fast and one broken feature cannot
 take the others down.
@@ -17,14 +17,14 @@ from worldplay.errors import WorldplayError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "play": ("worldplay.client.play_cmd", "walk a world in a window (WASD + mouse)"),
-    "record": ("worldplay.client.record_cmd", "record a scripted walk to an H.264 mp4, headless"),
-    "bench": ("worldplay.bench", "measure frames/s and per-stage timings, print and write JSON"),
-    "eval": ("worldplay.eval.cli", "run the evaluation protocol (the paper's table) on a frame source"),
-    "train": ("worldplay.train.cli", "train the VAE / teacher / causal student (resumable, time-boxed)"),
-    "world": ("worldplay.world.cli", "MosaicWorld scenes and datasets (`world make`, `world show`)"),
-    "download": ("worldplay.checkpoints_cmd", "fetch a checkpoint listed in checkpoints.toml from its hub"),
-    "info": ("worldplay.info", "versions, device, and whether CUDA/Triton are usable"),
+    "play": ("worldplay.commands.play", "walk a world in a window (WASD + mouse)"),
+    "record": ("worldplay.commands.record", "record a scripted walk to an H.264 mp4, headless"),
+    "bench": ("worldplay.commands.bench", "measure frames/s and per-stage timings, print and write JSON"),
+    "eval": ("worldplay.commands.eval", "run the evaluation protocol (the paper's table) on a frame source"),
+    "train": ("worldplay.commands.train", "train the VAE / teacher / causal student (resumable, time-boxed)"),
+    "world": ("worldplay.commands.world", "MosaicWorld scenes and datasets (`world make`, `world show`)"),
+    "download": ("worldplay.commands.download", "fetch a checkpoint listed in checkpoints.toml from its hub"),
+    "info": ("worldplay.commands.info", "versions, device, and whether CUDA/Triton are usable"),
 }
 
 

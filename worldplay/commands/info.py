@@ -13,6 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def collect() -> dict[str, str]:
     import torch
+
     import worldplay
 
     info = {"worldplay": worldplay.__version__, "python": platform.python_version(),

@@ -69,8 +69,9 @@ def _make(args) -> int:
 
 def _show(args) -> int:
     import torch  # noqa: PLC0415
-    from worldplay.eval.png import tile, write_png  # noqa: PLC0415
+
     from worldplay.fileio import check_writable  # noqa: PLC0415
+    from worldplay.png import tile, write_png  # noqa: PLC0415
     from worldplay.world.render import Renderer  # noqa: PLC0415
     from worldplay.world.scene import make_scene  # noqa: PLC0415
     from worldplay.world.trajectories import make_trajectory  # noqa: PLC0415

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from worldplay.checkpoints import (Registry, default_download_dir, load_registry, local_files,
-                                   sha256_file, verify)
+from worldplay.checkpoints import Registry, default_download_dir, load_registry, local_files, sha256_file, verify
 from worldplay.errors import WorldplayError
 
 
