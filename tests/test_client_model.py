@@ -22,10 +22,10 @@ from worldplay.client.pacing import ChunkFeed, Pacer, RateMeter  # noqa: E402
 from worldplay.client.session_keys import latest_session  # noqa: E402
 from worldplay.config import ControlsConfig  # noqa: E402
 from worldplay.controls import FirstPersonCamera, InputFrame  # noqa: E402
+from worldplay.frame import SKY_DEPTH, Frame  # noqa: E402
 from worldplay.memory import Region  # noqa: E402
 from worldplay.sources import registry  # noqa: E402
 from worldplay.sources.model import ModelSource  # noqa: E402
-from worldplay.world.frame import SKY_DEPTH, Frame  # noqa: E402
 from worldplay.world.render import Renderer  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensor ops: threads only contend

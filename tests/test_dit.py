@@ -9,10 +9,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from worldplay.camera import intrinsics, so3_exp, yaw_pitch_pose
 from worldplay.errors import WorldplayError
 from worldplay.model.dit import DiT, MemoryTokens, full_mask
-from worldplay.model.embed import (canvas_to_latent, patchify, prompt_ids, token_features, unpatchify)
+from worldplay.model.embed import canvas_to_latent, patchify, prompt_ids, token_features, unpatchify
+from worldplay.model.kv_cache import KVCache
 from worldplay.model.vae import RGBDVAE
 from worldplay.stream.flops import dit_pass_flops, vae_decode_flops
-from worldplay.stream.kv_cache import KVCache
 
 F64_TOL = 1e-10   # float64: streaming and the full pass differ only by summation order
 F32_TOL = 1e-4    # float32, outputs of order 1

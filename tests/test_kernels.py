@@ -25,7 +25,7 @@ from worldplay.camera import intrinsics, yaw_pitch_pose
 from worldplay.memory.splat import Candidates, zbuffer
 from worldplay.model.dit import DiT, MemoryTokens
 from worldplay.model.embed import prompt_ids
-from worldplay.stream.kv_cache import KVCache
+from worldplay.model.kv_cache import KVCache
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -38,9 +38,9 @@ from worldplay.client.window import Window  # noqa: E402
 from worldplay.config import ClientConfig, ControlsConfig, ImageConfig  # noqa: E402
 from worldplay.controls import CameraState, FirstPersonCamera, InputFrame  # noqa: E402
 from worldplay.errors import WorldplayError  # noqa: E402
+from worldplay.frame import Frame  # noqa: E402
 from worldplay.sources.capabilities import HasScene, HasSpawn, Prefetching  # noqa: E402
 from worldplay.sources.protocol import FrameSource  # noqa: E402
-from worldplay.world.frame import Frame  # noqa: E402
 from worldplay.world.scene import make_scene  # noqa: E402
 
 DISPLAY_FPS_CAP = 60     # window loop rate: mouse look stays smooth while frames come at <= fps

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.memory import MosaicMemory
 from worldplay.memory.colour import ColourMemoryConfig, colour_memory_config, few_threads, memory_intrinsics
-from worldplay.world.frame import Frame
 
 
 class ColourFeeder:

@@ -21,17 +21,17 @@ from typing import Callable
 import torch
 
 from worldplay.client.capture import latest_stamped, stamped_path
+from worldplay.client.colour_feeder import ColourFeeder
 from worldplay.client.edit_mode import EditConfig, EditMode
 from worldplay.client.hud import memory_line
-from worldplay.client.colour_feeder import ColourFeeder
 from worldplay.client.memory_view import Minimap, MinimapConfig
 from worldplay.config import ClientConfig, ImageConfig
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.memory import MosaicMemory
 from worldplay.memory.colour import ColourMemoryConfig, few_threads, memory_intrinsics
 from worldplay.sources.capabilities import HasMemory
 from worldplay.sources.protocol import FrameSource
-from worldplay.world.frame import Frame
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402

@@ -25,9 +25,9 @@ from torch import Tensor
 
 from worldplay.controls import CameraState, FirstPersonCamera, InputFrame
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.sources.capabilities import Prefetching
 from worldplay.sources.protocol import FrameSource, checked
-from worldplay.world.frame import Frame
 
 EPS = 1e-6              # s; float slack when comparing clock readings to the cadence
 RATE_WINDOW_S = 2.0     # s of history in a rate: spans a few chunks, so bursts average out

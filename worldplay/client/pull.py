@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from worldplay.controls import FirstPersonCamera, InputFrame
+from worldplay.frame import Frame
 from worldplay.sources.protocol import FrameSource, checked
-from worldplay.world.frame import Frame
 
 SOURCE_MS_EMA = 0.2      # weight of the newest source timing in the HUD's ms/frame
 WARMUP_PULLS = 2         # source calls shown raw before the ms/frame EMA starts

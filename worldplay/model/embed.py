@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from worldplay.errors import WorldplayError
 from worldplay.model.presets import DiTConfig
-from worldplay.world.vocab import VOCAB, split_words
+from worldplay.vocab import VOCAB, split_words
 
 PAD_ID = 0                        # prompt slot with no word; ignored by the pooling
 WORDS: tuple[str, ...] = tuple(w for group in VOCAB.values() for w in group)

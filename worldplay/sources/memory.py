@@ -16,12 +16,12 @@ import torch
 from torch import Tensor
 
 from worldplay.config import ImageConfig
+from worldplay.frame import SKY_DEPTH, Frame
 from worldplay.memory import MosaicMemory, render_canvas
 from worldplay.memory.colour import ColourMemoryConfig, colour_memory_config, few_threads, memory_intrinsics
 from worldplay.memory.warp import warp_view
 from worldplay.sources.protocol import check_chunk
 from worldplay.sources.world import OverWorld, WorldSource
-from worldplay.world.frame import SKY_DEPTH, Frame
 
 PERCENT = 100.0
 

@@ -30,11 +30,11 @@ from torch import Tensor
 from worldplay.checkpoints import CheckpointInfo
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.memory import MosaicMemory
 from worldplay.sources.protocol import check_chunk
 from worldplay.sources.weights import load_weights
 from worldplay.stream.streamer import Streamer
-from worldplay.world.frame import Frame
 from worldplay.world.render import Renderer
 from worldplay.world.scene import Scene, make_scene
 

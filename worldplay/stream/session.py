@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.session_file import load_session, save_session
-from worldplay.world.frame import Frame
 
 if TYPE_CHECKING:
     from worldplay.stream.streamer import Streamer

@@ -42,18 +42,18 @@ from torch import Tensor
 from worldplay.camera import intrinsics
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.memory.config import MemoryConfig
 from worldplay.memory.memory import MosaicMemory
 from worldplay.model.dit import KV, DiT, MemoryTokens
 from worldplay.model.embed import prompt_ids, token_features
+from worldplay.model.kv_cache import KVCache
 from worldplay.model.presets import ModelConfig
 from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
-from worldplay.stream.kv_cache import KVCache
 from worldplay.stream.recall import recall
 from worldplay.stream.sampler import FlowSchedule
 from worldplay.stream.sampler import step as sampler_step
 from worldplay.stream.session import load_streamer, save_streamer, weights_sha256
-from worldplay.world.frame import Frame
 
 MEMORY_MODES = ("full", "rope", "latent", "off")
 SAMPLER_MODE = "x0-renoise"   # the few-step student re-noises between steps (DESIGN §3)

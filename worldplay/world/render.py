@@ -16,10 +16,23 @@ from torch import Tensor
 from worldplay.camera import camera_rays, intrinsics
 from worldplay.config import ImageConfig, WorldConfig
 from worldplay.errors import WorldplayError
-from worldplay.world.frame import SKY_DEPTH, Frame
-from worldplay.world.primitives import (FIRST_PRIM_ID, GROUND, GROUND_ID, ROOM, ROOM_ID,
-                                        SKY_ID, Rays, ground_t, intersect, merge,
-                                        pack_constant, room_t, screen_rects, unpack)
+from worldplay.frame import SKY_DEPTH, Frame
+from worldplay.world.primitives import (
+    FIRST_PRIM_ID,
+    GROUND,
+    GROUND_ID,
+    ROOM,
+    ROOM_ID,
+    SKY_ID,
+    Rays,
+    ground_t,
+    intersect,
+    merge,
+    pack_constant,
+    room_t,
+    screen_rects,
+    unpack,
+)
 from worldplay.world.scene import Scene
 from worldplay.world.shading import GBuffer, owner_rect
 
