@@ -24,7 +24,8 @@ from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.model.dit import param_count
 from worldplay.stream.flops import flops_per_frame
-from worldplay.stream.streamer import STAGES, Streamer
+from worldplay.stream.session import STAGES
+from worldplay.stream.streamer import Streamer
 from worldplay.world.render import Renderer
 from worldplay.world.scene import make_scene
 from worldplay.world.trajectories import make_trajectory
