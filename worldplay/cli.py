@@ -1,9 +1,10 @@
 """`worldplay play|record|bench|eval|train|world|download|info`.
 
-Each subcommand lives in its own module, worldplay/commands/<name>.py, exposing `add_arguments(parser)` and `run(args) -> int`;
-this file only wires them up and turns `WorldplayError` into a one-line message (exit 2).
-Modules are imported lazily so `worldplay --help` stays fast and one broken feature cannot
-take the others down.
+Each subcommand lives in its own module, worldplay/commands/<name>.py, exposing
+`add_arguments(parser)` and `run(args) -> int`; this file only wires them up and turns
+`WorldplayError` into a one-line message (exit 2). Only the module of the command being run is
+imported (its arguments are declared then), so `worldplay --help` stays fast without torch or
+pygame, and one broken feature cannot take the others down.
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every subcommand with its one-line help; the full arguments of `command` only."""
     p = argparse.ArgumentParser(prog="worldplay", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (mod, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(_module=mod)
+        if name != command:
+            continue
         try:
             module = importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -45,8 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: its first word (the top level has only -h)."""
+    words = [a for a in argv if not a.startswith("-")]
+    return words[0] if words and words[0] in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_of(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

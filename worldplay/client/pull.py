@@ -17,6 +17,7 @@ from torch import Tensor
 from worldplay.controls import FirstPersonCamera, InputFrame
 from worldplay.frame import Frame
 from worldplay.sources.protocol import FrameSource, checked
+from worldplay.timing import WarmAverage
 
 SOURCE_MS_EMA = 0.2      # weight of the newest source timing in the HUD's ms/frame
 WARMUP_PULLS = 2         # source calls shown raw before the ms/frame EMA starts
@@ -26,8 +27,11 @@ class DirectPull:
     def __init__(self, source: FrameSource, interval: float):
         self.source, self.interval = source, interval
         self.n = max(1, int(source.chunk))
-        self.source_ms = 0.0         # EMA of the source's time per frame
-        self._pulls = 0
+        self.ms = WarmAverage(SOURCE_MS_EMA, WARMUP_PULLS)   # the source's time per frame
+
+    @property
+    def source_ms(self) -> float:
+        return self.ms.value
 
     def poses(self, camera: FirstPersonCamera, inp: InputFrame, sim_t: float,
               path: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -44,9 +48,5 @@ class DirectPull:
         c2w, times = self.poses(camera, inp, sim_t, path)
         t0 = time.perf_counter()
         frames = checked(self.source.frames(c2w, times), self.source, self.n)
-        ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
-        self._pulls += 1
-        # the first call pays one-off warm-up (allocations, caches): let the second replace it
-        self.source_ms = ms if self._pulls <= WARMUP_PULLS else (
-            (1 - SOURCE_MS_EMA) * self.source_ms + SOURCE_MS_EMA * ms)
+        self.ms.add((time.perf_counter() - t0) * 1000.0 / len(frames))
         return frames

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from worldplay.devices import resolve_device
 from worldplay.errors import WorldplayError
 from worldplay.model.dit import DiT
 from worldplay.model.presets import ModelConfig, get_preset
@@ -63,9 +64,7 @@ def run_stage(stage: str, out: Path, args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = get_preset(PRESET)
-    device = start_distributed(args.device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise WorldplayError(f"--device {device}: this torch build sees no CUDA GPU; use --device cpu")
+    device = start_distributed(str(resolve_device(args.device)))
     if stage == "vae":
         init = weights_from(args.init, "vae") if args.init else None
         st = VAEStage(make_vae(cfg.vae, init, args.seed), device=device)
