@@ -14,16 +14,8 @@ from worldplay.errors import WorldplayError
 from worldplay.frame import Frame
 from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
 from worldplay.sources import registry
-from worldplay.sources.capabilities import (
-    Closable,
-    HasMemory,
-    HasScene,
-    HasSession,
-    HasSpawn,
-    ObservesContext,
-    Prefetching,
-    set_context,
-)
+from worldplay.sources.capabilities import (Closable, HasMemory, HasScene, HasSession, HasSpawn, ObservesContext,
+                                            Prefetching, set_context)
 from worldplay.sources.explicit import ExplicitSource
 from worldplay.sources.floor import FloorConfig, FloorSource, cell_means
 from worldplay.sources.memory import MemorySource

@@ -10,15 +10,8 @@ import torch
 from worldplay.camera import intrinsics
 from worldplay.frame import SKY_DEPTH
 from worldplay.model.presets import DEPTH_MAX, DEPTH_MIN, PRESETS, VAEConfig
-from worldplay.model.vae import (
-    RGBDVAE,
-    depth_to_unit,
-    frames_to_tensor,
-    latent_intrinsics,
-    tensor_to_uint8,
-    unit_to_depth,
-    vae_param_count,
-)
+from worldplay.model.vae import (RGBDVAE, depth_to_unit, frames_to_tensor, latent_intrinsics, tensor_to_uint8,
+                                 unit_to_depth, vae_param_count)
 
 CFG = VAEConfig()
 

@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kernels.dispatch import attention as kernel_attention
-from worldplay.model.attention import decode_o, encode_qkv
 from worldplay.model.blocks import DiTBlock, FinalLayer
 from worldplay.model.embed import PatchEmbed, PromptEmbed, TimestepEmbed, unpatchify
+from worldplay.model.encodings import decode_o, encode_qkv
 from worldplay.model.kv_cache import KVCache
 from worldplay.model.presets import ModelConfig
 from worldplay.model.prope import ProjCams, projective_cameras

@@ -49,16 +49,6 @@ def token_features(z: Tensor, p: int) -> Tensor:
     return patchify(z[None, None], p).reshape(h // p, w // p, C * p * p)  # (hp, wp, D)
 
 
-def canvas_to_latent(canvas: Tensor, mask: Tensor, p: int) -> tuple[Tensor, Tensor]:
-    """Warped memory canvas (D, hp, wp) + mask (1, hp, wp) on the token grid -> latent-grid
-    canvas (C, h, w) and mask (1, h, w) (each token's validity covers its p x p latents)."""
-    D, hp, wp = canvas.shape
-    tokens = canvas.reshape(D, hp * wp).T[None, None]                    # (1, 1, hp*wp, D)
-    lat = unpatchify(tokens, p, hp, wp)[0, 0]                            # (C, h, w)
-    m = mask.repeat_interleave(p, dim=1).repeat_interleave(p, dim=2)     # (1, h, w)
-    return lat, m
-
-
 class PatchEmbed(nn.Module):
     """Latent-grid input channels (noisy latent [+ warped canvas + mask]) -> one token per patch."""
 

@@ -54,16 +54,8 @@ from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
 from worldplay.stream.recall import recall
 from worldplay.stream.sampler import FlowSchedule
 from worldplay.stream.sampler import step as sampler_step
-from worldplay.stream.session import (
-    LOAD_ERRORS,
-    Identity,
-    SavedSession,
-    SessionState,
-    Snapshot,
-    read_session,
-    weights_sha256,
-    write_session,
-)
+from worldplay.stream.session import (LOAD_ERRORS, Identity, SavedSession, SessionState, Snapshot, read_session,
+                                      weights_sha256, write_session)
 
 MEMORY_MODES = ("full", "rope", "latent", "off")
 SAMPLER_MODE = "x0-renoise"   # the few-step student re-noises between steps (DESIGN §3)

@@ -18,22 +18,8 @@ from worldplay.config import ImageConfig, WorldConfig
 from worldplay.devices import resolve_device, torch_threads
 from worldplay.errors import WorldplayError
 from worldplay.frame import SKY_DEPTH, Frame
-from worldplay.world.primitives import (
-    FIRST_PRIM_ID,
-    GROUND,
-    GROUND_ID,
-    ROOM,
-    ROOM_ID,
-    SKY_ID,
-    Rays,
-    ground_t,
-    intersect,
-    merge,
-    pack_constant,
-    room_t,
-    screen_rects,
-    unpack,
-)
+from worldplay.world.primitives import (FIRST_PRIM_ID, GROUND, GROUND_ID, ROOM, ROOM_ID, SKY_ID, Rays, ground_t,
+                                        intersect, merge, pack_constant, room_t, screen_rects, unpack)
 from worldplay.world.scene import Scene
 from worldplay.world.shading import GBuffer, owner_rect
 
