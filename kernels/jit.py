@@ -126,8 +126,3 @@ class Launch:
 
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def next_pow2(x: int) -> int:
-    """Smallest power of two >= x (tl.arange needs power-of-two lengths)."""
-    return 1 << max(x - 1, 0).bit_length()

@@ -36,16 +36,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (mod, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(_module=mod)
-        if name != command:
-            continue
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-            sp.set_defaults(_missing=True)
-            continue
-        module.add_arguments(sp)
+        if name == command:
+            importlib.import_module(mod).add_arguments(sp)
     return p
 
 
@@ -62,10 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if getattr(args, "_missing", False):
-        print(f"worldplay {args.command}: not built yet (this feature lands in a later release)",
-              file=sys.stderr)
-        return 2
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except WorldplayError as e:

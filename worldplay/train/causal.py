@@ -37,7 +37,7 @@ from worldplay.model.prope import ProjCams
 from worldplay.model.vae import RGBDVAE, tensor_to_uint8
 from worldplay.png import downscale, tile, write_png
 from worldplay.stream.recall import recall
-from worldplay.stream.sampler import FlowSchedule, shift_t, x0_from_v
+from worldplay.stream.sampler import FlowSchedule, add_noise, shift_t, x0_from_v
 from worldplay.stream.streamer import memory_config_for
 from worldplay.train.frames import VALIDATION_SEED_START
 from worldplay.train.latents import Clip, LatentSet, full_res_K
@@ -205,7 +205,7 @@ class CausalStage:
         t = torch.cat([tw[0] for tw in times]).to(self.device)                     # (B, T)
         w = torch.cat([tw[1] for tw in times]).to(self.device)
         eps = torch.cat(noise).to(self.device)                                     # (B, T, C, h, w)
-        xt = (1 - t)[..., None, None, None] * x0 + t[..., None, None, None] * eps
+        xt = add_noise(x0, eps, t)                                                  # (B, T, C, h, w)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             v = self.module.forward_full(xt, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
         err = ((v.float() - (eps - x0)) ** 2).mean(dim=(2, 3, 4))                 # (B, T)
@@ -249,7 +249,7 @@ class CausalStage:
             v = module.forward_full(x, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
             x0_hat = x0_from_v(x[:, -Fc:], v[:, -Fc:].float(), tc)   # x0-renoise, as the streamer samples
             noise = torch.randn(x0_hat.shape, generator=g).to(self.device)    # CPU generator: same on any device
-            x[:, -Fc:] = x0_hat if tn <= 0 else (1 - tn) * x0_hat + tn * noise
+            x[:, -Fc:] = x0_hat if tn <= 0 else add_noise(x0_hat, noise, tn)
         return x[0, -Fc:]                                                         # (F, C, h, w)
 
     def validate(self, module: DiT) -> dict[str, float]:
