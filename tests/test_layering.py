@@ -19,6 +19,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("worldplay", "kernels")     # the folders the floor plan covers
 
@@ -197,29 +199,29 @@ def problems(root: Path) -> list[str]:
 
 # ---- the floor plan itself -----------------------------------------------------------------------
 
-def test_every_module_has_a_layer():
-    files, _ = all_imports(ROOT)
-    assert unlisted(files) == []
+@pytest.fixture(scope="module")
+def tree() -> tuple[list[str], list[Import]]:
+    return all_imports(ROOT)
 
 
-def test_imports_point_down_only():
-    _, imports = all_imports(ROOT)
-    assert layer_violations(imports) == []
+def test_every_module_has_a_layer(tree):
+    assert unlisted(tree[0]) == []
 
 
-def test_no_import_cycles_between_files():
-    _, imports = all_imports(ROOT)
-    assert cycles(imports) == []
+def test_imports_point_down_only(tree):
+    assert layer_violations(tree[1]) == []
 
 
-def test_imports_inside_functions_name_what_they_defer():
-    _, imports = all_imports(ROOT)
-    assert unexplained_lazy(imports) == []
+def test_no_import_cycles_between_files(tree):
+    assert cycles(tree[1]) == []
 
 
-def test_kernels_import_nothing_of_worldplay():
-    _, imports = all_imports(ROOT)
-    assert [i for i in imports if i.src.startswith("kernels/") and i.dst.startswith("worldplay/")] == []
+def test_imports_inside_functions_name_what_they_defer(tree):
+    assert unexplained_lazy(tree[1]) == []
+
+
+def test_kernels_import_nothing_of_worldplay(tree):
+    assert [i for i in tree[1] if i.src.startswith("kernels/") and i.dst.startswith("worldplay/")] == []
 
 
 # ---- the test of the test ------------------------------------------------------------------------
