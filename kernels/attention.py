@@ -14,6 +14,8 @@ validity mask, query i always sees current key i (needs Nq == Nc: a padding toke
 itself, so no row is empty - what worldplay's DiT does for padded memory tokens). A row that
 sees no key at all gets zeros.
 
+The same attention in plain torch, the dispatch's path without Triton, is attention_reference.py.
+
 Encodings are applied outside: q, k, v arrive PRoPE/RoPE-encoded and the caller applies the PRoPE
 output transform. DESIGN §7's stretch goal (RoPE at fractional positions and the PRoPE 4x4
 transforms inside the kernel) is not done: the encoded K/V must be materialised anyway for the
@@ -29,13 +31,15 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from kernels.attention_check import AttentionShapes, check_attention
+from kernels.attention_check import check_attention
 from kernels.jit import Launch, cdiv, check_launch, jit
 
-tl = None   # triton.language, bound by the first launch (Triton is imported lazily: kernels/jit.py)
+try:  # Triton: the optional dev extra; dispatch.py imports this module only when a Triton path runs
+    import triton.language as tl
+except ImportError:
+    tl = None   # the kernel's annotations stay strings; a launch says that Triton is missing
 
 LOG2E = 1.0 / math.log(2.0)   # the kernel works in base 2: exp(x) = exp2(x * log2(e))
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) on CUDA, by input width and head dim; the Triton
@@ -188,54 +192,3 @@ def attention_launch(q: Tensor, k: Tensor | None, v: Tensor | None, *, cache_k: 
                   PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
     grid = (cdiv(sh.n_q, bm), sh.batch * sh.heads)
     return Launch(_segmented_attention_kernel, grid, args, consts, dict(num_warps=warps, num_stages=stages)), out
-
-
-def segmented_attention_reference(q: Tensor, k: Tensor | None = None, v: Tensor | None = None, *,
-                                  cache_k: Tensor | None = None, cache_v: Tensor | None = None,
-                                  cache_len: int | None = None, mem_k: Tensor | None = None,
-                                  mem_v: Tensor | None = None, mem_valid: Tensor | None = None,
-                                  cur_valid: Tensor | None = None, scale: float | None = None) -> Tensor:
-    """The same attention in plain torch: concatenate the segments, mask, SDPA.
-
-    Also the torch path of the dispatch, so it stays what worldplay's DiT did before the kernels:
-    no mask at all unless some key is invalid (SDPA's fused paths need attn_mask=None).
-    """
-    sh = check_attention(q, k, v, cache_k=cache_k, cache_v=cache_v, cache_len=cache_len, mem_k=mem_k,
-                         mem_v=mem_v, mem_valid=mem_valid, cur_valid=cur_valid)
-    ks, vs = [], []
-    if sh.n_cache:
-        ks.append(cache_k[:, :, :sh.n_cache])
-        vs.append(cache_v[:, :, :sh.n_cache])
-    if sh.n_mem:
-        ks.append(mem_k)
-        vs.append(mem_v)
-    if sh.n_cur:
-        ks.append(k)
-        vs.append(v)
-    if not ks:
-        return torch.zeros_like(q)
-    keys = ks[0] if len(ks) == 1 else torch.cat(ks, dim=2)                   # (B, H, Nk, D)
-    vals = vs[0] if len(vs) == 1 else torch.cat(vs, dim=2)
-    mask = _key_mask(q, sh, mem_valid, cur_valid)                            # (B, 1, Nq, Nk) or None
-    if mask is None:
-        return F.scaled_dot_product_attention(q, keys, vals, scale=scale)
-    seen = mask.any(dim=-1, keepdim=True)                                    # (B, 1, Nq, 1)
-    out = F.scaled_dot_product_attention(q, keys, vals, attn_mask=mask | ~seen, scale=scale)
-    return torch.where(seen, out, torch.zeros((), dtype=out.dtype, device=out.device))
-
-
-def _key_mask(q: Tensor, sh: AttentionShapes, mem_valid: Tensor | None, cur_valid: Tensor | None):
-    """(B, 1, Nq, Nk) bool, True = visible, or None when every key is visible."""
-    if mem_valid is None and cur_valid is None:
-        return None
-    n_keys = sh.n_cache + sh.n_mem + sh.n_cur
-    ok = torch.ones(sh.batch, n_keys, dtype=torch.bool, device=q.device)
-    if mem_valid is not None and sh.n_mem:
-        ok[:, sh.n_cache:sh.n_cache + sh.n_mem] = mem_valid.to(q.device)
-    if cur_valid is not None:
-        ok[:, n_keys - sh.n_cur:] = cur_valid.to(q.device)
-    mask = ok[:, None, None, :].expand(sh.batch, 1, sh.n_q, n_keys).clone()  # (B, 1, Nq, Nk)
-    if cur_valid is not None:
-        diag = torch.arange(sh.n_q, device=q.device)
-        mask[:, 0, diag, n_keys - sh.n_cur + diag] = True    # a padding token sees itself
-    return mask

@@ -3,10 +3,9 @@
 On CUDA, at the streamer's shapes (batch 1, a full KV cache of sink + 3 window chunks):
 - attention: the Triton kernel (segments read in place) vs torch SDPA over keys concatenated
   beforehand (the fused flash path, concatenation not timed) vs the torch reference path
-  (concatenate + SDPA, what runs without Triton: kernels/attention.py), in bf16; then a sweep of
-  the kernel's tile configs at the largest shape, to retune CUDA_CONFIG_HALF for a new GPU;
-- splat and kv_append vs their torch references.
-On CPU it says it needs CUDA, runs each kernel once at tiny shapes in Triton's interpreter against
+  (concatenate + SDPA, what runs without Triton: kernels/attention_reference.py), in bf16; then a
+  sweep of the kernel's tile configs at the largest shape, to retune CUDA_CONFIG_HALF for a new GPU.
+On CPU it says it needs CUDA, runs the kernel once at tiny shapes in Triton's interpreter against
 its reference (a smoke test, no timing) and exits 0.
 
 Numbers come from this command on the machine at hand, never from tests.
@@ -19,6 +18,16 @@ import os
 import sys
 
 import torch
+import torch.nn.functional as F
+
+from kernels import triton_available
+from kernels.attention import segmented_attention
+from kernels.attention_reference import segmented_attention_reference
+
+try:  # Triton: the optional dev extra; main() says so when it is missing
+    from triton.testing import do_bench
+except ImportError:
+    do_bench = None
 
 # (name, heads, head_dim, queries, cache tokens, memory tokens, current tokens, current validity)
 ATTENTION_SHAPES = (
@@ -28,15 +37,11 @@ ATTENTION_SHAPES = (
     ("base memory pass", 12, 128, 960, 15360, 0, 960, True),
 )
 SWEEP = [(bm, bn, w, s) for bm in (64, 128) for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3, 4)]
-SPLAT_SHAPES = ((50_000, 960, 64), (1_000_000, 3840, 64))     # (candidates, cells, channels)
-APPEND_SHAPE = (1, 12, 3840, 128, 15360)                      # (B, H, T, D, capacity): base, bf16
 TFLOP = 1e12
-GB = 1e9
 INTERPRET_SHAPE = (1, 2, 24, 32, 20, 12)                      # (B, H, Nq, D, cache, memory) for the CPU smoke run
 
 
 def _ms(fn) -> float:
-    from triton.testing import do_bench
     return float(do_bench(fn))
 
 
@@ -58,9 +63,6 @@ def attention_inputs(heads, d, nq, n_cache, n_mem, n_cur, cur_valid, dtype, devi
 
 
 def bench_attention(device: torch.device, sweep: bool) -> None:
-    import torch.nn.functional as F
-
-    from kernels.attention import segmented_attention, segmented_attention_reference
     print(f"{'attention (bf16)':<20} {'keys':>6} {'triton ms':>10} {'TFLOP/s':>8} {'sdpa ms':>8} "
           f"{'TFLOP/s':>8} {'ref ms':>8} {'max err':>8}")
     for name, h, d, nq, nc, nm, ncur, cv in ATTENTION_SHAPES:
@@ -89,65 +91,30 @@ def bench_attention(device: torch.device, sweep: bool) -> None:
         print(f"  {cfg}: {t:.3f} ms  {flops / t / 1e-3 / TFLOP:.1f}")
 
 
-def bench_splat_append(device: torch.device) -> None:
-    from kernels.kv_append import kv_append, kv_append_reference
-    from kernels.splat import splat, splat_reference
-    g = torch.Generator(device=device).manual_seed(0)
-    for n, cells, d in SPLAT_SHAPES:
-        cell = torch.randint(0, cells, (n,), generator=g, device=device)
-        depth = torch.rand(n, generator=g, device=device) * 50
-        feat = torch.randn(n, d, generator=g, device=device)
-        t_tri = _ms(lambda: splat(cell, depth, feat, cells))
-        t_ref = _ms(lambda: splat_reference(cell, depth, feat, cells))
-        ours, ref = splat(cell, depth, feat, cells), splat_reference(cell, depth, feat, cells)
-        same = all(torch.equal(a, b) for a, b in zip(ours, ref))
-        print(f"splat {n} -> {cells} cells x {d}: triton {t_tri:.3f} ms, torch {t_ref:.3f} ms, identical {same}")
-    B, H, T, D, cap = APPEND_SHAPE
-    buf = torch.zeros(2, B, H, cap, D, device=device, dtype=torch.bfloat16)
-    k = torch.randn(B, H, T, D, generator=g, device=device).to(torch.bfloat16)
-    nbytes = 2 * 2 * k.numel() * k.element_size()                 # read + write, K and V
-    t_tri = _ms(lambda: kv_append(buf[0], buf[1], k, k, cap - T))
-    t_ref = _ms(lambda: kv_append_reference(buf[0], buf[1], k, k, cap - T))
-    print(f"kv_append {tuple(k.shape)} bf16: triton {t_tri:.3f} ms ({nbytes / t_tri / 1e-3 / GB:.0f} GB/s), "
-          f"torch {t_ref:.3f} ms ({nbytes / t_ref / 1e-3 / GB:.0f} GB/s)")
-
-
 def interpreter_smoke() -> None:
-    """One launch of each kernel at tiny shapes in Triton's interpreter, checked against torch."""
-    from kernels.attention import segmented_attention, segmented_attention_reference
-    from kernels.kv_append import kv_append, kv_append_reference
-    from kernels.splat import splat, splat_reference
-    B, H, nq, d, nc, nm = INTERPRET_SHAPE
+    """One launch of the kernel at tiny shapes in Triton's interpreter, checked against torch."""
+    _, H, nq, d, nc, nm = INTERPRET_SHAPE
     cpu = torch.device("cpu")
     q, kw = attention_inputs(H, d, nq, nc, nm, nq, True, torch.float32, cpu)
     err = (segmented_attention(q, **kw) - segmented_attention_reference(q, **kw)).abs().max()
     print(f"interpreter: attention {tuple(q.shape)} max |triton - torch| = {float(err):.2e}")
-    cell, depth, feat = torch.arange(nq) % nm, torch.rand(nq), torch.randn(nq, d)
-    same = all(torch.equal(a, b) for a, b in zip(splat(cell, depth, feat, nm), splat_reference(cell, depth, feat, nm)))
-    print(f"interpreter: splat {nq} candidates -> {nm} cells identical to torch: {same}")
-    a, b = torch.zeros(B, H, nc, d), torch.zeros(B, H, nc, d)
-    kv_append(a, a.clone(), kw["k"][:, :, :nm], kw["v"][:, :, :nm], 4)
-    kv_append_reference(b, b.clone(), kw["k"][:, :, :nm], kw["v"][:, :, :nm], 4)
-    print(f"interpreter: kv_append identical to torch: {torch.equal(a, b)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__.splitlines()[0])
     p.add_argument("--sweep", action="store_true", help="also time every attention tile config")
     args = p.parse_args(argv)
-    from kernels.jit import triton_available
     if not triton_available():
         print("kernels.bench: Triton is not installed (pip install triton); nothing to time")
         return 0
     if not torch.cuda.is_available():
         print("kernels.bench: timing needs a CUDA GPU; running each kernel once in Triton's CPU interpreter instead")
-        os.environ["TRITON_INTERPRET"] = "1"   # before the first launch imports triton (kernels/jit.py)
+        os.environ["TRITON_INTERPRET"] = "1"   # before the first launch decorates the kernel (kernels/jit.py)
         interpreter_smoke()
         return 0
     device = torch.device("cuda")
     print(f"kernels.bench on {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     bench_attention(device, args.sweep)
-    bench_splat_append(device)
     return 0
 
 

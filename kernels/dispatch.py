@@ -11,7 +11,8 @@ WORLDPLAY_KERNELS picks the policy (`use_kernels` overrides it inside a with-blo
   TRITON_INTERPRET=1, no Triton, gradients needed, an unsupported shape).
 - torch: always the torch reference.
 
-Nothing here imports Triton until a Triton path is taken (kernels/jit.py imports it lazily).
+Nothing here imports Triton until a Triton path is taken: the kernel module (which imports it)
+is imported then, so CPU play never pays for Triton, installed or not.
 """
 
 from __future__ import annotations
@@ -24,14 +25,9 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from kernels import KernelError
-from kernels.attention import segmented_attention, segmented_attention_reference
+from kernels import KernelError, interpreter_requested, triton_available
 from kernels.attention_check import kernel_limits
-from kernels.jit import interpreter_requested, triton_available
-from kernels.kv_append import kv_append as kv_append_triton
-from kernels.kv_append import kv_append_reference
-from kernels.splat import SplatResult, splat_reference
-from kernels.splat import splat as splat_triton
+from kernels.attention_reference import segmented_attention_reference
 
 ENV_VAR = "WORLDPLAY_KERNELS"
 MODES = ("auto", "triton", "torch")
@@ -104,19 +100,13 @@ def _run(name: str, tensors: list[Tensor | None], unsupported: str | None, fast,
         return slow(*args, **kw)
 
 
+def _triton_attention(*args, **kw) -> Tensor:
+    from kernels.attention import segmented_attention  # Triton: imported with the kernel, on its first use
+    return segmented_attention(*args, **kw)
+
+
 def attention(q: Tensor, k: Tensor | None = None, v: Tensor | None = None, **segments) -> Tensor:
     """Segmented attention (kernels/attention.py for the arguments), by the policy in force."""
     kv = [segments.get(n) for n in ("cache_k", "cache_v", "mem_k", "mem_v")] + [k, v]
     why = kernel_limits(q, kv)
-    return _run("attention", [q, *kv], why, segmented_attention, segmented_attention_reference, q, k, v, **segments)
-
-
-def splat(cell: Tensor, depth: Tensor, feat: Tensor, n_cells: int) -> SplatResult:
-    """Z-buffered splat (kernels/splat.py), by the policy in force."""
-    return _run("splat", [depth, feat], None, splat_triton, splat_reference, cell, depth, feat, n_cells)
-
-
-def kv_append(buf_k: Tensor, buf_v: Tensor, k: Tensor, v: Tensor, offset: int) -> None:
-    """In-place KV-cache write (kernels/kv_append.py), by the policy in force."""
-    return _run("kv_append", [buf_k, k, v], None, kv_append_triton, kv_append_reference,
-                buf_k, buf_v, k, v, offset)
+    return _run("attention", [q, *kv], why, _triton_attention, segmented_attention_reference, q, k, v, **segments)

@@ -1,12 +1,8 @@
-"""Lazy Triton: kernels are decorated, and Triton imported, on their first launch.
+"""Kernels decorated on their first launch: compiled on CUDA, interpreted on CPU.
 
 Triton decides between compiling and interpreting when each function is decorated, from
-TRITON_INTERPRET at that moment. Decorating lazily means:
-
-- the torch references beside each kernel never import Triton (no cost on CPU paths, and Triton
-  stays an optional dependency: the `dev` extra, Linux only);
-- a test can set TRITON_INTERPRET=1 and get interpreted kernels for CPU tensors, whatever was
-  imported before it.
+TRITON_INTERPRET at that moment. Decorating at the first launch means a test can set
+TRITON_INTERPRET=1 and get interpreted kernels for CPU tensors, whatever was imported before it.
 
 Triton's own library functions (tl.zeros, tl.sum, ...) are decorated when triton is imported,
 and torch imports it by itself (torch.utils.flop_counter does), often before a test sets the
@@ -16,47 +12,39 @@ the length of the launch; compiled launches never call it). So on CUDA kernels a
 (TRITON_INTERPRET unset at the first launch), on CPU they run in the interpreter (set), and
 `check_launch` turns the other cases into one clear KernelError.
 
-Kernel modules use `from __future__ import annotations` (so `tl.constexpr` annotations stay
-strings until Triton reads them) and a module-level `tl = None` that the first launch binds to
-triton.language, the name Triton's compiler and interpreter look up in the kernel's globals.
+Triton is imported at the top, guarded: it is the `dev` extra, and only the kernel modules and
+the tools around them (aot.py, bench.py) import this one. Kernel modules import
+`triton.language as tl` themselves, the same way, and use `from __future__ import annotations`
+so that `tl.constexpr` annotations stay strings until Triton reads them.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
 
-from kernels import KernelError
+from kernels import INTERPRET_ENV, KernelError
 
-INTERPRET_ENV = "TRITON_INTERPRET"
-TRUE_WORDS = ("1", "true", "yes", "on")
-
-
-def triton_available() -> bool:
-    return importlib.util.find_spec("triton") is not None
-
-
-def interpreter_requested() -> bool:
-    """TRITON_INTERPRET=1 in the environment now (Triton reads it when imported / decorating)."""
-    return os.environ.get(INTERPRET_ENV, "").strip().lower() in TRUE_WORDS
+try:  # Triton: the optional dev extra; without it a launch says what to install
+    import triton
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+except ImportError:
+    triton = tl = InterpretedFunction = JITFunction = None
 
 
 def _triton(what: str):
-    try:
-        return importlib.import_module("triton")
-    except ImportError:
+    if triton is None:
         raise KernelError(f"{what} needs Triton, which is not installed; `pip install triton` (Linux) "
-                          f"or use the torch path (WORLDPLAY_KERNELS=torch)") from None
+                          f"or use the torch path (WORLDPLAY_KERNELS=torch)")
+    return triton
 
 
 def _is_interpreted(fn) -> bool:
-    from triton.runtime.interpreter import InterpretedFunction
     return isinstance(fn, InterpretedFunction)
 
 
@@ -71,9 +59,7 @@ class LazyKernel:
     @property
     def kernel(self):
         if self._kernel is None:
-            triton = _triton(self.__name__)
-            self.fn.__globals__["tl"] = importlib.import_module("triton.language")
-            self._kernel = triton.jit(self.fn)
+            self._kernel = _triton(self.__name__).jit(self.fn)
         return self._kernel
 
     @property
@@ -88,9 +74,7 @@ def jit(fn: Callable) -> LazyKernel:
 @contextmanager
 def _library_interpretable() -> Iterator[None]:
     """Let the interpreter call Triton library functions that were decorated for compiling."""
-    from triton.runtime.interpreter import InterpretedFunction
-    from triton.runtime.jit import JITFunction
-    if _is_interpreted(importlib.import_module("triton.language").zeros):
+    if _is_interpreted(tl.zeros):
         yield                                            # triton was imported in interpreter mode
         return
     compiled_call = JITFunction.__call__
@@ -142,8 +126,3 @@ class Launch:
 
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def next_pow2(x: int) -> int:
-    """Smallest power of two >= x (tl.arange needs power-of-two lengths)."""
-    return 1 << max(x - 1, 0).bit_length()

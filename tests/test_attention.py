@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from segment_reference import (CURRENT, MEMORY, Segments, build_block_mask, decode_o, encode_kv, encode_q,
+                               segment_attention)
 
 from worldplay.camera import intrinsics, make_pose, so3_exp
 from worldplay.errors import WorldplayError
-from worldplay.model.attention import (CURRENT, MEMORY, Segments, build_block_mask, decode_o, encode_kv, encode_q,
-                                       segment_attention)
 from worldplay.model.prope import projective_cameras
 from worldplay.model.rope import HeadLayout
 

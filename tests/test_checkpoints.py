@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from worldplay import checkpoints as ck
-from worldplay.checkpoints_cmd import download
+from worldplay.commands.download import download
 from worldplay.errors import WorldplayError
 
 SHARD_MB = 0.02   # ~20 KiB: forces the dummy model (~50 KiB) across several shards

@@ -20,7 +20,7 @@ from worldplay.client.app import App  # noqa: E402
 from worldplay.client.input import CONTROLS, control_rows, controls_text  # noqa: E402
 from worldplay.config import ClientConfig, ControlsConfig, ImageConfig  # noqa: E402
 from worldplay.controls import CameraState  # noqa: E402
-from worldplay.world.frame import SKY_DEPTH, Frame  # noqa: E402
+from worldplay.frame import SKY_DEPTH, Frame  # noqa: E402
 
 SMALL = ImageConfig(width=64, height=36)
 DT = 1.0 / SMALL.fps

@@ -24,6 +24,7 @@ from worldplay.client.memory_ui import MemoryUi  # noqa: E402
 from worldplay.client.memory_view import BG_RGB, Minimap, MinimapConfig, entry_colours  # noqa: E402
 from worldplay.config import ClientConfig, ControlsConfig, ImageConfig  # noqa: E402
 from worldplay.errors import WorldplayError  # noqa: E402
+from worldplay.frame import SKY_DEPTH  # noqa: E402
 from worldplay.memory import MemoryConfig, MosaicMemory  # noqa: E402
 from worldplay.memory.colour import colour_memory_config  # noqa: E402
 from worldplay.memory.store import Patches  # noqa: E402
@@ -31,7 +32,6 @@ from worldplay.sources.capabilities import HasMemory  # noqa: E402
 from worldplay.sources.memory import MemorySource, memory_frame  # noqa: E402
 from worldplay.sources.registry import KINDS  # noqa: E402
 from worldplay.sources.world import WorldSource  # noqa: E402
-from worldplay.world.frame import SKY_DEPTH  # noqa: E402
 
 IM = ImageConfig(width=160, height=90)
 DT = 1.0 / IM.fps

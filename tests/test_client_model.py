@@ -18,14 +18,15 @@ from micro_model import IMAGE, micro_streamer  # noqa: E402
 
 from worldplay import cli  # noqa: E402
 from worldplay.client.edit_mode import Aim  # noqa: E402
-from worldplay.client.pacing import ChunkFeed, Pacer, RateMeter  # noqa: E402
+from worldplay.client.feed import ChunkFeed  # noqa: E402
+from worldplay.client.pacing import Pacer, RateMeter  # noqa: E402
 from worldplay.client.session_keys import latest_session  # noqa: E402
 from worldplay.config import ControlsConfig  # noqa: E402
 from worldplay.controls import FirstPersonCamera, InputFrame  # noqa: E402
+from worldplay.frame import SKY_DEPTH, Frame  # noqa: E402
 from worldplay.memory import Region  # noqa: E402
 from worldplay.sources import registry  # noqa: E402
 from worldplay.sources.model import ModelSource  # noqa: E402
-from worldplay.world.frame import SKY_DEPTH, Frame  # noqa: E402
 from worldplay.world.render import Renderer  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensor ops: threads only contend
@@ -116,8 +117,8 @@ def test_headless_frames_flow_along_one_planned_path(make_app):
     shown = walk(app, 2 * F + 1)
     assert [f.rgb.shape for f in shown] == [(IMAGE.height, IMAGE.width, 3)] * (2 * F + 1)
     assert len(src.calls) == 3 and src.prefetches == []          # headless: no background work
-    poses = torch.cat([c for c, _ in src.calls] + [app.feed.planned[0]])   # (4F, 4, 4) incl. the next
-    times = torch.cat([t for _, t in src.calls] + [app.feed.planned[1]])
+    poses = torch.cat([c for c, _ in src.calls] + [app.pacing.feed.planned[0]])   # (4F, 4, 4) incl. the next
+    times = torch.cat([t for _, t in src.calls] + [app.pacing.feed.planned[1]])
     n = poses.shape[0]
     assert torch.allclose(times, DT * torch.arange(1, n + 1, dtype=torch.float64))
     expected = start[:3, 3] + STEP_M * torch.arange(1, n + 1)[:, None] * fwd    # straight on, 1/fps apart
@@ -138,7 +139,7 @@ def test_overlap_generates_ahead_and_gives_the_same_frames(make_app):
 
     seq = play(make_app())
     app = make_app(Micro(lookahead=True))
-    app.feed.ahead = True            # as in a window: the next chunk generates while this one shows
+    app.pacing.feed.ahead = True     # as in a window: the next chunk generates while this one shows
     ahead = play(app)
     src = app.source
     assert same(ahead, seq)
@@ -257,7 +258,7 @@ def test_side_by_side_is_double_width_with_ground_truth_on_the_right(make_app):
 
 def test_f6_f7_round_trip_resumes_the_session_exactly(make_app, tmp_path):
     app = make_app(Micro(lookahead=True))
-    app.feed.ahead = True
+    app.pacing.feed.ahead = True
     _src, s = app.source, app.source.streamer
     press(app, pygame.K_F7)
     assert "no saved session" in app.out.getvalue()
@@ -267,7 +268,7 @@ def test_f6_f7_round_trip_resumes_the_session_exactly(make_app, tmp_path):
     press(app, pygame.K_F6)                                    # settles the chunk in flight, saves
     (path,) = list((tmp_path / "sessions").glob("session_*.safetensors"))
     assert "session saved" in app.out.getvalue() and latest_session(tmp_path / "sessions") == path
-    saved_poses, queued = s.poses.clone(), len(app.feed.queue)
+    saved_poses, queued = s.poses.clone(), len(app.pacing.feed.queue)
     after_save = walk(app, 6)
     press(app, pygame.K_F7)
     assert "session loaded" in app.out.getvalue()
@@ -278,13 +279,13 @@ def test_f6_f7_round_trip_resumes_the_session_exactly(make_app, tmp_path):
     bad = tmp_path / "sessions" / "session_29991231-235959-999.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header")
     walk(app, 2)
-    app.feed.settle()
-    app.feed.ahead = False           # nothing generates behind the check's back
-    poses, queue = s.poses.clone(), list(app.feed.queue)
+    app.pacing.feed.settle()
+    app.pacing.feed.ahead = False    # nothing generates behind the check's back
+    poses, queue = s.poses.clone(), list(app.pacing.feed.queue)
     press(app, pygame.K_F7)
     assert "cannot load session" in app.out.getvalue() and bad.name in app.out.getvalue()
     assert torch.equal(s.poses, poses) and app.frame is queue[0]
-    assert len(app.feed.queue) == len(queue) - 1 and all(a is b for a, b in zip(app.feed.queue, queue[1:]))
+    assert len(app.pacing.feed.queue) == len(queue) - 1 and all(a is b for a, b in zip(app.pacing.feed.queue, queue[1:]))
 
 
 def test_play_resumes_a_session_at_its_last_pose(tmp_path, monkeypatch, capsys):

@@ -9,10 +9,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from worldplay.camera import intrinsics, so3_exp, yaw_pitch_pose
 from worldplay.errors import WorldplayError
 from worldplay.model.dit import DiT, MemoryTokens, full_mask
-from worldplay.model.embed import (canvas_to_latent, patchify, prompt_ids, token_features, unpatchify)
+from worldplay.model.embed import patchify, prompt_ids, token_features, unpatchify
+from worldplay.model.kv_cache import KVCache
 from worldplay.model.vae import RGBDVAE
 from worldplay.stream.flops import dit_pass_flops, vae_decode_flops
-from worldplay.stream.kv_cache import KVCache
 
 F64_TOL = 1e-10   # float64: streaming and the full pass differ only by summation order
 F32_TOL = 1e-4    # float32, outputs of order 1
@@ -201,8 +201,9 @@ def test_patches_round_trip_and_match_memory_features():
     assert torch.equal(unpatchify(tok, 2, 3, 5), z)
     feats = token_features(z[0, 0], 2)                          # what memory stores per frame
     assert feats.shape == (3, 5, 64) and torch.equal(feats.reshape(15, 64), tok[0, 0])
-    lat, mask = canvas_to_latent(feats.permute(2, 0, 1), torch.ones(1, 3, 5), 2)
-    assert torch.equal(lat, z[0, 0]) and mask.shape == (1, 6, 10) and bool(mask.all())
+    canvas = feats.permute(2, 0, 1)                             # (D, hp, wp): a token-grid canvas
+    tokens = canvas.reshape(64, 15).T[None, None]               # (1, 1, hp*wp, D)
+    assert torch.equal(unpatchify(tokens, 2, 3, 5)[0, 0], z[0, 0])
 
 
 def test_prompt_words_and_padding():

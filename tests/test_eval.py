@@ -12,9 +12,9 @@ from worldplay.cli import main
 from worldplay.config import ImageConfig
 from worldplay.eval.dynamic import DynamicConfig, MotionEnergyStream, motion_energy
 from worldplay.eval.metrics import PSNR_CAP, psnr
-from worldplay.eval.png import decode_png
 from worldplay.eval.protocol import QUICK, protocol_dict, run_protocol
 from worldplay.eval.report import COLUMNS, DRIFT_COLUMNS, markdown, to_json, write_report
+from worldplay.png import decode_png
 from worldplay.sources.explicit import ExplicitConfig, ExplicitSource
 from worldplay.sources.world import WorldSource
 from worldplay.world.render import Renderer

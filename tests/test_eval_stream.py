@@ -16,7 +16,7 @@ from worldplay.eval.metrics import StLpips, gmsd, psnr, ssim
 from worldplay.eval.pose import estimate_pose
 from worldplay.eval.protocol import QUICK, score_trajectory
 from worldplay.eval.scoring import FrameScorer
-from worldplay.world.frame import Frame
+from worldplay.frame import Frame
 from worldplay.world.render import Renderer
 from worldplay.world.scene import make_scene
 from worldplay.world.trajectories import Trajectory, make_trajectory

@@ -1,8 +1,8 @@
 """The Triton kernels against their torch references, the launchers' checks, and the dispatch.
 
 Without CUDA the kernels run in Triton's interpreter on CPU tensors at tiny shapes (tiles of 16):
-the `triton_here` fixture sets TRITON_INTERPRET=1, which works because kernels/jit.py imports
-Triton and decorates the kernels only at their first launch. bf16 dots run in fp32 in the
+the `triton_here` fixture sets TRITON_INTERPRET=1, which works because kernels/jit.py decorates
+the kernels only at their first launch. bf16 dots run in fp32 in the
 interpreter (its bf16 dot is wrong); loads and stores keep bf16. `gpu` tests compare the compiled
 kernels at the streamer's shapes; test_compiles_for_hopper builds every kernel for sm_90 on CPU.
 """
@@ -18,14 +18,12 @@ import torch
 from micro_model import MICRO
 
 from kernels import KernelError, dispatch
-from kernels.attention import segmented_attention, segmented_attention_reference
-from kernels.kv_append import kv_append, kv_append_reference
-from kernels.splat import splat, splat_reference
+from kernels.attention import segmented_attention
+from kernels.attention_reference import segmented_attention_reference
 from worldplay.camera import intrinsics, yaw_pitch_pose
-from worldplay.memory.splat import Candidates, zbuffer
 from worldplay.model.dit import DiT, MemoryTokens
 from worldplay.model.embed import prompt_ids
-from worldplay.stream.kv_cache import KVCache
+from worldplay.model.kv_cache import KVCache
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -142,67 +140,6 @@ def test_attention_kernel_limits():
         segmented_attention_reference(q[:, :, :3], k, v, **kw)
 
 
-# ---- splat ------------------------------------------------------------------------------------
-
-def test_splat_nearest_wins_ties_go_to_the_last_candidate(triton_here):
-    cell = torch.tensor([0, 0, 2, 2, 3, 7, 1], device=DEVICE)
-    depth = torch.tensor([2.0, 1.0, 4.0, 4.0, -1.0, 0.5, float("nan")], device=DEVICE)
-    feat = torch.arange(7, dtype=torch.float32, device=DEVICE)[:, None].expand(7, 3) * 10
-    for fn in (splat, splat_reference):
-        canvas, zbuf, win = fn(cell, depth, feat, 4)   # cell 7 is off the canvas, depths -1 and NaN invalid
-        assert win.tolist() == [1, -1, 3, -1]
-        assert zbuf[0] == 1.0 and zbuf[2] == 4.0 and torch.isinf(zbuf[[1, 3]]).all()
-        assert canvas.shape == (3, 4) and canvas[:, 0].tolist() == [10.0] * 3 and canvas[:, 2].tolist() == [30.0] * 3
-        assert not canvas[:, [1, 3]].any()
-
-
-def test_splat_matches_reference_and_worldplay_zbuffer(triton_here):
-    g = torch.Generator().manual_seed(5)
-    n, (h, w) = 300, (5, 8)
-    cell = torch.randint(0, h * w, (n,), generator=g)
-    depth = torch.randint(1, 6, (n,), generator=g).float() * 0.5              # many exact ties
-    feat = torch.randn(n, 24, generator=g)
-    ours = splat(cell.to(DEVICE), depth.to(DEVICE), feat.to(DEVICE), h * w)
-    ref = splat_reference(cell, depth, feat, h * w)
-    assert all(torch.equal(a.cpu(), b) for a, b in zip(ours, ref))
-    # worldplay's z-buffer with one-cell footprints (ext = 0) must pick the same winners
-    gy, gx = (cell // w).double(), (cell % w).double()
-    c = Candidates(target=torch.zeros(n, dtype=torch.long), ids=torch.arange(n), gy=gy, gx=gx, z=depth,
-                   ext=torch.zeros(n), cell=cell)
-    zmin, win = zbuffer(c, 1, (h, w), max_radius=0, want_winner=True)
-    assert torch.equal(zmin, ref.depth) and torch.equal(win, ref.winner)
-
-
-def test_splat_checks():
-    with pytest.raises(KernelError, match="feat must be"):
-        splat_reference(torch.zeros(4, dtype=torch.long), torch.zeros(4), torch.zeros(5, 3), 10)
-    with pytest.raises(KernelError, match="cell must be"):
-        splat_reference(torch.zeros(4), torch.zeros(4), torch.zeros(4, 3), 10)
-
-
-# ---- kv append --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("dtype, src", [(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16),
-                                        (torch.bfloat16, torch.float32)])
-def test_kv_append_writes_one_layers_slot_in_place(triton_here, dtype, src):
-    g = torch.Generator().manual_seed(6)
-    store = rand(g, 2, 3, B, H, 48, 24, dtype=dtype)                         # (K/V, layers, B, H, cap, D)
-    expect = store.clone()
-    k, v = rand(g, B, H, 16, 24, dtype=src), rand(g, B, H, 16, 24, dtype=src)
-    ptr = store.data_ptr()
-    kv_append(store[0, 1], store[1, 1], k, v, 32)                             # the last ring slot of layer 1
-    kv_append_reference(expect[0, 1], expect[1, 1], k, v, 32)
-    assert store.data_ptr() == ptr
-    if src == dtype:
-        assert torch.equal(store, expect)
-    else:   # fp32 -> bf16: the interpreter truncates, compiled Triton and torch round to nearest
-        assert torch.allclose(store.float(), expect.float(), rtol=2 ** -7, atol=0)
-    with pytest.raises(KernelError, match=r"tokens \[40, 56\) do not fit"):
-        kv_append(store[0, 1], store[1, 1], k, v, 40)
-    with pytest.raises(KernelError, match="must be"):
-        kv_append_reference(store[0, 1], store[1, 1], k[:, :1], v[:, :1], 0)
-
-
 # ---- dispatch ---------------------------------------------------------------------------------
 
 def test_dispatch_policy(monkeypatch):
@@ -280,7 +217,9 @@ def test_bench_on_cpu_runs_the_interpreter_once(monkeypatch, capsys):
     monkeypatch.setenv("TRITON_INTERPRET", "1")                            # main sets it; restored after
     assert bench.main([]) == 0
     out = capsys.readouterr().out
-    assert "needs a CUDA GPU" in out and out.count("identical to torch: True") == 2
+    assert "needs a CUDA GPU" in out and "interpreter: attention" in out
+    err = float(out.split("max |triton - torch| = ")[1].split()[0])
+    assert err < TOL[torch.float32]
 
 
 def test_compiles_for_hopper():
@@ -291,7 +230,7 @@ def test_compiles_for_hopper():
     r = subprocess.run([sys.executable, "-W", "ignore", "-m", "kernels.aot", "--target", "sm_90"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("ok ") == 7
+    assert r.stdout.count("ok ") == 3
 
 
 # ---- compiled kernels at the streamer's shapes --------------------------------------------------
@@ -305,20 +244,3 @@ def test_gpu_attention_at_stream_shapes(d, nq, n_cache, n_mem, cur_valid):
     out = segmented_attention(q, **kw)
     ref = segmented_attention_reference(*as_fp32(q)[0], **as_fp32(**kw)[1])
     assert (out.float() - ref).abs().max() < TOL[torch.bfloat16]
-
-
-@pytest.mark.gpu
-def test_gpu_splat_and_append_at_scale():
-    g = torch.Generator(device=DEVICE).manual_seed(8)
-    n, cells = 200_000, 3840
-    cell = torch.randint(0, cells, (n,), generator=g, device=DEVICE)
-    depth = torch.randint(1, 200, (n,), generator=g, device=DEVICE).float() * 0.25
-    feat = torch.randn(n, 64, generator=g, device=DEVICE)
-    assert all(torch.equal(a, b) for a, b in zip(splat(cell, depth, feat, cells),
-                                                  splat_reference(cell, depth, feat, cells)))
-    store = torch.zeros(2, 1, 12, 15360, 128, device=DEVICE, dtype=torch.bfloat16)   # (K/V, B, H, cap, D)
-    expect = store.clone()
-    k = torch.randn(1, 12, 3840, 128, generator=g, device=DEVICE).to(torch.bfloat16)
-    kv_append(store[0], store[1], k, -k, 7680)
-    kv_append_reference(expect[0], expect[1], k, -k, 7680)
-    assert torch.equal(store, expect)

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from worldplay.errors import WorldplayError
+from worldplay.model.kv_cache import POS_DIMS, KVCache
 from worldplay.model.presets import PRESETS
-from worldplay.stream.kv_cache import POS_DIMS, KVCache
 
 L, B, H, T, D = 3, 2, 2, 5, 4   # layers, batch, heads, tokens per chunk, head dim
 

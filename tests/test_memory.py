@@ -8,9 +8,9 @@ from memory_scenes import EYE, FPS, facing, loop_pose, plane_z_depth, room_depth
 
 from worldplay.camera import intrinsics, look_at
 from worldplay.errors import WorldplayError
+from worldplay.frame import SKY_DEPTH
 from worldplay.memory import MemoryConfig, MosaicMemory
 from worldplay.memory.splat import Candidates, zbuffer
-from worldplay.world.frame import SKY_DEPTH
 
 K = intrinsics()
 

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from worldplay.errors import WorldplayError
-from worldplay.eval.metrics import (PSNR_CAP, STLPIPS_NAME, StLpips, format_psnr, gmsd, masked_psnr,
-                                    psnr, ssim)
-from worldplay.eval.png import decode_png, encode_png, tile
+from worldplay.eval.metrics import PSNR_CAP, STLPIPS_NAME, StLpips, format_psnr, gmsd, masked_psnr, psnr, ssim
+from worldplay.png import decode_png, encode_png, tile
 
 
 def _frames(n=2, h=48, w=64, seed=0):

@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from segment_reference import Segments, segment_attention
 
 from worldplay.camera import intrinsics, make_pose, so3_exp
 from worldplay.errors import WorldplayError
-from worldplay.model.attention import Segments, segment_attention
-from worldplay.model.prope import (ProjCams, invert_intrinsics, normalize_intrinsics, projective_cameras,
-                                   prope_kv, prope_o, prope_q)
+from worldplay.model.prope import (ProjCams, invert_intrinsics, normalize_intrinsics, projective_cameras, prope_kv,
+                                   prope_o, prope_q)
 from worldplay.model.rope import HeadLayout, apply_rope, rope_angles
 
 W, H = 640, 360

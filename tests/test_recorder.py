@@ -164,8 +164,8 @@ def test_record_command_errors_are_one_line_before_rendering(tmp_path, capsys, a
 
 
 def test_record_ctrl_c_keeps_a_playable_partial_file(tmp_path, capsys, monkeypatch):
+    from worldplay.frame import Frame
     from worldplay.sources import registry
-    from worldplay.world.frame import Frame
 
     class Interrupting:
         name, chunk, calls = "fake", 2, 0

@@ -11,6 +11,7 @@ from micro_model import IMAGE, MICRO
 
 from worldplay import cli
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
 from worldplay.sources import registry
 from worldplay.sources.capabilities import (Closable, HasMemory, HasScene, HasSession, HasSpawn, ObservesContext,
@@ -22,7 +23,6 @@ from worldplay.sources.protocol import FrameSource
 from worldplay.sources.spec import SPEC_HELP, SourceSpec, SpecError, parse_spec, split_specs
 from worldplay.sources.vae import VaeSource
 from worldplay.sources.world import WorldSource
-from worldplay.world.frame import Frame
 
 CAPABILITIES = (HasScene, HasSpawn, HasMemory, HasSession, Prefetching, ObservesContext, Closable)
 CLIENT = Path(__file__).resolve().parent.parent / "worldplay" / "client"

@@ -13,7 +13,7 @@ from worldplay.sources.model import ModelSource
 from worldplay.sources.protocol import FrameSource
 from worldplay.stream.bench import bench_streamer
 from worldplay.stream.flops import flops_per_frame
-from worldplay.stream.streamer import STAGES
+from worldplay.stream.session import STAGES
 
 N_FRAMES = 16   # 8 chunks of 2: the micro ring (2 chunks + sink) rolls over and memory gets retrieved
 

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from worldplay.model.presets import DEPTH_MAX, DEPTH_MIN, PRESETS, VAEConfig
 from worldplay.camera import intrinsics
-from worldplay.model.vae import (RGBDVAE, depth_to_unit, frames_to_tensor, latent_intrinsics,
-                                 tensor_to_uint8, unit_to_depth, vae_param_count)
-from worldplay.world.frame import SKY_DEPTH
+from worldplay.frame import SKY_DEPTH
+from worldplay.model.presets import DEPTH_MAX, DEPTH_MIN, PRESETS, VAEConfig
+from worldplay.model.vae import (RGBDVAE, depth_to_unit, frames_to_tensor, latent_intrinsics, tensor_to_uint8,
+                                 unit_to_depth, vae_param_count)
 
 CFG = VAEConfig()
 

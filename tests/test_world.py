@@ -11,13 +11,15 @@ import torch
 from worldplay.camera import camera_rays, intrinsics, look_at, yaw_pitch_pose
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
+from worldplay.frame import SKY_DEPTH
 from worldplay.sources.bench import bench_source
 from worldplay.sources.world import WorldSource
-from worldplay.world.frame import SKY_DEPTH
+from worldplay.vocab import VOCAB
 from worldplay.world.primitives import BOX, MAX_PRIMS
 from worldplay.world.render import Renderer
-from worldplay.world.scene import (CLEAR_INNER, CLEARANCE, HEADROOM, VOCAB, Scene, make_scene)
+from worldplay.world.scene import Scene, make_scene
 from worldplay.world.textures import CHECKER, N_PATTERNS, pattern
+from worldplay.world.zones import CLEAR_INNER, CLEARANCE, HEADROOM
 
 SMALL = ImageConfig(width=64, height=36)
 MEDIUM = ImageConfig(width=160, height=90)

@@ -3,7 +3,7 @@
 Weights are only ever read with safetensors: a pickle file can run code when loaded, so it is
 refused with a message on how to convert it. Every problem is a one-line WorldplayError that
 names the file and the fix. Nothing here touches the network; `worldplay download`
-(checkpoints_cmd.py) is the only code path that reaches a hub.
+(commands/download.py) is the only code path that reaches a hub.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from worldplay.errors import WorldplayError
@@ -294,7 +295,6 @@ def _path_shards(p: Path, reg: Registry) -> list[Path]:
 
 
 def _read_shards(paths: list[Path], root: Path, device) -> tuple[dict[str, Tensor], dict[str, str]]:
-    from safetensors.torch import load_file
 
     state: dict[str, Tensor] = {}
     owner: dict[str, str] = {}   # tensor name -> the shard it came from, for error messages
@@ -348,7 +348,6 @@ def save_checkpoint(state_dict: dict[str, Tensor], out_dir: str | os.PathLike, n
     Returns the registry `files` entries ({path, sha256, bytes}); paths are relative to `root`
     when the folder is inside it. Stale higher-numbered shards of the same name are removed.
     """
-    from safetensors.torch import save_file
 
     get_preset(preset)
     out = Path(out_dir)

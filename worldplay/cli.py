@@ -1,9 +1,10 @@
 """`worldplay play|record|bench|eval|train|world|download|info`.
 
-Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`;
-this file only wires them up and turns `WorldplayError` into a one-line message (exit 2).
-Modules are imported lazily so `worldplay --help` stays fast and one broken feature cannot
-take the others down.
+Each subcommand lives in its own module, worldplay/commands/<name>.py, exposing
+`add_arguments(parser)` and `run(args) -> int`; this file only wires them up and turns
+`WorldplayError` into a one-line message (exit 2). Only the module of the command being run is
+imported (its arguments are declared then), so `worldplay --help` stays fast without torch or
+pygame, and one broken feature cannot take the others down.
 """
 
 from __future__ import annotations
@@ -17,44 +18,42 @@ from worldplay.errors import WorldplayError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "play": ("worldplay.client.play_cmd", "walk a world in a window (WASD + mouse)"),
-    "record": ("worldplay.client.record_cmd", "record a scripted walk to an H.264 mp4, headless"),
-    "bench": ("worldplay.bench", "measure frames/s and per-stage timings, print and write JSON"),
-    "eval": ("worldplay.eval.cli", "run the evaluation protocol (the paper's table) on a frame source"),
-    "train": ("worldplay.train.cli", "train the VAE / teacher / causal student (resumable, time-boxed)"),
-    "world": ("worldplay.world.cli", "MosaicWorld scenes and datasets (`world make`, `world show`)"),
-    "download": ("worldplay.checkpoints_cmd", "fetch a checkpoint listed in checkpoints.toml from its hub"),
-    "info": ("worldplay.info", "versions, device, and whether CUDA/Triton are usable"),
+    "play": ("worldplay.commands.play", "walk a world in a window (WASD + mouse)"),
+    "record": ("worldplay.commands.record", "record a scripted walk to an H.264 mp4, headless"),
+    "bench": ("worldplay.commands.bench", "measure frames/s and per-stage timings, print and write JSON"),
+    "eval": ("worldplay.commands.eval", "run the evaluation protocol (the paper's table) on a frame source"),
+    "train": ("worldplay.commands.train", "train the VAE / teacher / causal student (resumable, time-boxed)"),
+    "world": ("worldplay.commands.world", "MosaicWorld scenes and datasets (`world make`, `world show`)"),
+    "download": ("worldplay.commands.download", "fetch a checkpoint listed in checkpoints.toml from its hub"),
+    "info": ("worldplay.commands.info", "versions, device, and whether CUDA/Triton are usable"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every subcommand with its one-line help; the full arguments of `command` only."""
     p = argparse.ArgumentParser(prog="worldplay", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (mod, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(_module=mod)
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-            sp.set_defaults(_missing=True)
-            continue
-        module.add_arguments(sp)
+        if name == command:
+            importlib.import_module(mod).add_arguments(sp)
     return p
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: its first word (the top level has only -h)."""
+    words = [a for a in argv if not a.startswith("-")]
+    return words[0] if words and words[0] in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_of(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    if getattr(args, "_missing", False):
-        print(f"worldplay {args.command}: not built yet (this feature lands in a later release)",
-              file=sys.stderr)
-        return 2
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except WorldplayError as e:

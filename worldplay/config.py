@@ -1,8 +1,8 @@
 """Typed configuration. Every field has a default and a one-line reason.
 
 Configs are plain dataclasses passed explicitly; nothing reads globals. Model size presets
-(`tiny`, `base`) are defined beside the model in `worldplay/model/presets.py` and re-exported
-here, so there is one place to look up every config.
+(`tiny`, `base`) live beside the model, in `worldplay/model/presets.py`: this base module cannot
+import the model layer above it.
 """
 
 from __future__ import annotations
@@ -50,7 +50,3 @@ class WorldConfig:
     device: str = "cpu"               # torch device for ray casting ("cuda" when available)
     fog_start: float = 25.0           # metres; hides the scene's far edge
     fog_end: float = 70.0             # fully fogged beyond this
-
-
-from worldplay.model.presets import (PRESETS, DiTConfig, ModelConfig, VAEConfig,  # noqa: E402,F401
-                                     get_preset)

@@ -4,7 +4,3 @@ without a traceback; anything else is a bug and keeps its traceback."""
 
 class WorldplayError(Exception):
     """A problem with the user's input or environment (bad flag, missing file, no display...)."""
-
-
-class NotBuiltYet(WorldplayError):
-    """A command whose feature lands in a later issue."""

@@ -1,14 +1,12 @@
-"""The playable client: a flat, short game loop  events -> action -> step -> draw -> tick.
+"""The playable client: a flat, short game loop  events -> action -> source -> draw -> tick.
 
-`App` pulls frames from any `FrameSource` (the world renderer, the model streamer) and never
-touches torch modules. The camera moves with real time (`dt`), frames are shown at the
-source's rate (ImageConfig.fps) from a small queue, and chunked sources get a chunk of future
-poses at 1/fps spacing. A source that generates ahead (the model) is fed by pacing.ChunkFeed
-instead: the next chunk generates while this one is shown, frames go up at a steady 1/fps when
-the model keeps up and as soon as they are ready when it does not, and world time moves one
-1/fps step per shown frame. `headless=True` draws into an offscreen Surface with the dummy
-video driver, so the whole loop runs in tests and on machines without a display; headless
-`run` steps exactly 1/fps of world time per tick and waits for every frame (deterministic).
+`App` shows frames from any `FrameSource` (the world renderer, the model streamer) and never
+touches torch modules. How frames go up is the source's pacing strategy (pacing.py): sources
+that make frames when asked are pulled as the camera moves with real time (pull.OnDemand);
+sources that generate ahead are fed a chunk ahead and shown at a steady 1/fps when they keep
+up (feed.LookAhead). `headless=True` draws into an offscreen Surface with the dummy video
+driver, so the whole loop runs in tests and on machines without a display; headless `run`
+steps exactly 1/fps of world time per tick and waits for every frame (deterministic).
 B shows ground truth beside the frame (side_by_side.py); F6 / F7 save and resume a model's
 whole session (session_keys.py), other sources' memory (memory_ui.py). What a source can do
 beyond the required protocol the app learns from its capabilities (sources/capabilities.py).
@@ -19,36 +17,41 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
-from collections import deque
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
 from worldplay.client.booth import BOOTH_DISABLED, Booth  # noqa: E402
 from worldplay.client.capture import Capture  # noqa: E402
+from worldplay.client.feed import LookAhead  # noqa: E402
 from worldplay.client.hud import Hud  # noqa: E402
 from worldplay.client.input import InputMapper, control_rows  # noqa: E402
 from worldplay.client.memory_ui import MEMORY_ACTIONS, MemoryUi  # noqa: E402
-from worldplay.client.pacing import ChunkFeed, Pacer, RateMeter, wants_feed  # noqa: E402
-from worldplay.client.pull import DirectPull  # noqa: E402
+from worldplay.client.pacing import EPS, Pacing, RateMeter  # noqa: E402
+from worldplay.client.pull import OnDemand  # noqa: E402
 from worldplay.client.session_keys import SessionKeys, resume_point  # noqa: E402
 from worldplay.client.side_by_side import SideBySide  # noqa: E402
 from worldplay.client.window import Window  # noqa: E402
 from worldplay.config import ClientConfig, ControlsConfig, ImageConfig  # noqa: E402
 from worldplay.controls import CameraState, FirstPersonCamera, InputFrame  # noqa: E402
 from worldplay.errors import WorldplayError  # noqa: E402
+from worldplay.frame import Frame  # noqa: E402
 from worldplay.sources.capabilities import HasScene, HasSpawn, Prefetching  # noqa: E402
 from worldplay.sources.protocol import FrameSource  # noqa: E402
-from worldplay.world.frame import Frame  # noqa: E402
 from worldplay.world.scene import make_scene  # noqa: E402
 
 DISPLAY_FPS_CAP = 60     # window loop rate: mouse look stays smooth while frames come at <= fps
-MAX_DT = 0.5             # s; a stall (window drag, slow chunk) must not teleport the player
 ATTRACT_BANNER_Y = 0.8   # invitation sits low so the attract loop's scene stays in view
 HUD_OWN_KEYS = {"source", "scene", "seed", "source ms"}   # the app's own lines show these already
-EPS = 1e-6               # float slack when comparing accumulated time to the frame interval
 SETTLE_ACTIONS = MEMORY_ACTIONS - {"memory_view"}   # they read or change what generation writes
+
+
+def make_pacing(source: FrameSource, camera: FirstPersonCamera, controls: ControlsConfig, interval: float,
+                booth: Booth | None, headless: bool) -> Pacing:
+    """LookAhead for a chunked source that generates ahead (Prefetching), OnDemand for any other."""
+    if int(source.chunk) > 1 and isinstance(source, Prefetching):
+        return LookAhead(source, camera, FirstPersonCamera(controls), interval, booth, headless)
+    return OnDemand(source, camera, interval, booth)
 
 
 def spawn_state(source: FrameSource) -> CameraState:
@@ -84,31 +87,26 @@ class App:
         self.capture = Capture(client.screenshot_dir, client.recording_dir, image.fps)
         self.booth = Booth(client.booth_idle_seconds, image.fps) if booth else None
         self.camera = FirstPersonCamera(controls, spawn_state(source))
-        self.feed = (ChunkFeed(source, self.interval, FirstPersonCamera(controls), ahead=not headless)
-                     if wants_feed(source) else None)
-        self.pacer, self.shown_rate = Pacer(self.interval), RateMeter()
-        self._clock = 0.0            # headless pacing clock: the sum of dt, never the wall
+        self.pacing = make_pacing(source, self.camera, controls, self.interval, self.booth, headless)
+        self.shown_rate = RateMeter()
         self.running, self.paused = True, False
         self.show_help, self.show_hud = False, client.show_hud
-        self.queue: deque[Frame] = deque()
         self.frame: Frame | None = None
         self._rgb = None             # current frame as numpy (H, W, 3) uint8
         self._surf = None            # its pygame Surface at canvas size, made on first draw
         self.sim_t = 0.0             # world seconds since (re)start
-        self._since_frame = 0.0      # world seconds since the shown frame changed
         self.frames_shown = 0
-        self.direct = DirectPull(source, self.interval)   # sources that do not generate ahead
         self._single = self._force_frame = self._want_shot = False
         self._activity = False       # any input this tick (booth idle timer)
         self.last_screenshot = None
         self.memory_ui = MemoryUi(source, image, client, self._say, booth=booth)   # M, E, F6 / F7
-        self.sessions = SessionKeys(source, client.session_dir, self._say, self._settle, self._resumed, booth)
+        self.sessions = SessionKeys(source, client.session_dir, self._say, self.pacing.settle, self._resumed, booth)
         self._resumed(quiet=True)    # a source resumed before the app starts (play --session)
 
     @property
     def source_ms(self) -> float:
-        """The source's time per frame when pulled directly (0 for a look-ahead source)."""
-        return self.direct.source_ms
+        """The source's time per frame when pulled on demand (0 for a look-ahead source)."""
+        return self.pacing.source_ms
 
     # --- setup ---------------------------------------------------------------------------
     @property
@@ -147,8 +145,8 @@ class App:
     def _do(self, action: str) -> None:
         if self.booth is not None and action in BOOTH_DISABLED:
             return
-        if self.feed is not None and action in SETTLE_ACTIONS:
-            self.feed.settle()       # finish the chunk in flight first: the outcome never races it
+        if action in SETTLE_ACTIONS:
+            self.pacing.settle()     # finish the chunk in flight first: the outcome never races it
         if self.sessions.do(action) or self.memory_ui.do(action, self.frame):
             return
         if action == "quit":
@@ -208,27 +206,19 @@ class App:
         if self.frame is not None:
             self._rgb, self._surf = self.side.image_of(self.frame), None
 
-    def _settle(self) -> None:
-        if self.feed is not None:
-            self.feed.settle()
-
     def _resumed(self, quiet: bool = False) -> None:
         """A session was loaded into the source: go on from its last pose, at its time."""
         start, t = resume_point(self.source)
         if start is None:
-            if self.feed is not None:
-                self.feed.reset(self.camera.state)
+            self.pacing.reset(self.camera.state)
             return
         if isinstance(self.source, HasScene):    # a session may have been saved in another scene
             self.seed, self.prompt = int(self.source.seed), self.source.prompt
         self.camera.state = start      # R still goes back to the scene's start
-        if self.feed is not None:
-            self.feed.reset(start, t)
+        self.pacing.reset(start, t)
         if not quiet:
             self.memory_ui.reset()
-            self.queue.clear()
             self._force_frame = True
-            self.pacer.reset()
 
     def reset(self) -> None:
         """Back to the start pose of the same scene; the source forgets its history."""
@@ -244,60 +234,29 @@ class App:
     def _restart(self, start: CameraState) -> None:
         self.camera.reset(start)
         self.memory_ui.reset()
-        self.queue.clear()
-        if self.feed is not None:
-            self.feed.reset(self.camera.state)
-        self.sim_t = self._since_frame = 0.0
+        self.pacing.reset(self.camera.state)
+        self.sim_t = 0.0
         self._force_frame = True
         self.shown_rate.reset()
-        self.pacer.reset()
 
     # --- step ---------------------------------------------------------------------------------
     def step(self, dt: float, events=None) -> None:
-        """One tick: read events (pygame's queue when `events` is None), move, maybe show a frame."""
+        """One tick, top to bottom: events -> actions -> the pace -> a frame from the source.
+        `events`: pygame's queue when None; `dt`: seconds since the last tick."""
         inp = self.handle_events(pygame.event.get() if events is None else events)
         if self.booth is not None:
             self._booth_tick(dt)
         single, self._single = self._single, False
         if self.paused and not single:
             if self._force_frame:       # reset / new scene while paused: show the new start
-                self._show_next(inp)
+                self._show(self.pacing.next(inp, self.sim_t))
             return
-        if self.feed is not None:
-            self._step_fed(inp, dt, single)
-            return
-        dt = self.interval if single else min(dt, MAX_DT)
-        self.sim_t += dt
-        if self.booth is not None and self.booth.attract:
-            self.camera.state = CameraState.from_c2w(self.booth.pose())
-        else:
-            self.camera.update(inp, dt)
-        self._since_frame += dt
-        if (single or self._force_frame or self.frame is None
-                or self._since_frame + EPS >= self.interval):
-            self._show_next(inp)
-            # keep the remainder for a steady pace, but never bank more than one frame of lag
-            self._since_frame = min(max(self._since_frame - self.interval, 0.0), self.interval)
-        self._record(dt)
-
-    def _step_fed(self, inp: InputFrame, dt: float, single: bool) -> None:
-        """A tick for a look-ahead source: show the next frame when it is due and done."""
-        self.feed.look(inp)
-        self._clock += dt
-        now = self._clock if self.headless else time.perf_counter()
-        if not (single or self._force_frame or self.frame is None or self.pacer.due(now)):
-            return
-        if not (self.headless or single or self.feed.ready(inp, self._attract_path())):
-            return                      # the model is behind: keep drawing, show it when it lands
-        self._show_next(inp)
-        self.pacer.shown(now)
-        self.sim_t += self.interval     # world time is frame time: a slow model slows the world
-        self._record(self.interval)
-
-    def _attract_path(self):
-        if self.booth is None or not self.booth.attract or self.direct.n == 1:
-            return None
-        return self.booth.poses(self.direct.n)                              # (n, 4, 4)
+        advance = self.pacing.advance(inp, dt, single, single or self._force_frame or self.frame is None)
+        self.sim_t += advance.world_dt
+        if advance.show:
+            self._show(self.pacing.next(inp, self.sim_t))
+        if advance.world_dt:
+            self._record(advance.world_dt)
 
     def _record(self, dt: float) -> None:
         try:
@@ -317,17 +276,11 @@ class App:
             self.booth.begin(scene, self.camera.c2w())
             self.paused = self.show_help = False
 
-    def _show_next(self, inp: InputFrame) -> None:
+    def _show(self, frame: Frame) -> None:
         self._force_frame = False
-        if self.feed is not None:
-            self.frame = self.feed.next(inp, self._attract_path())
-            self.camera.state = CameraState.from_c2w(self.frame.c2w.detach().cpu().float())
-        else:
-            if not self.queue:
-                self.queue.extend(self.direct.pull(self.camera, inp, self.sim_t, self._attract_path()))
-            self.frame = self.queue.popleft()
-        self._rgb = self.side.image_of(self.frame)            # (H, W, 3) or (H, 2W, 3) uint8
-        self.memory_ui.observe(self.frame)
+        self.frame = frame
+        self._rgb = self.side.image_of(frame)                 # (H, W, 3) or (H, 2W, 3) uint8
+        self.memory_ui.observe(frame)
         self._surf = None
         self.frames_shown += 1
         self.shown_rate.tick()
@@ -385,10 +338,10 @@ class App:
         clock = pygame.time.Clock()
         dt = self.interval
         while self.running:
-            self.step(dt)
+            self.step(dt)               # events -> actions -> source
             self.draw()
             if max_frames is not None and self.frames_shown >= max_frames:
                 break
             if seconds is not None and self.sim_t + EPS >= seconds:
                 break
-            dt = self.interval if self.headless else clock.tick(DISPLAY_FPS_CAP) / 1000.0
+            dt = self.interval if self.headless else clock.tick(DISPLAY_FPS_CAP) / 1000.0   # tick

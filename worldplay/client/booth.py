@@ -16,6 +16,7 @@ from torch import Tensor
 
 from worldplay.camera import yaw_pitch_of, yaw_pitch_pose
 from worldplay.errors import WorldplayError
+from worldplay.world.trajectories import make_trajectory
 
 ATTRACT_PATH = "orbit"        # circles the scene centre: shows the whole world, loops seamlessly
 ATTRACT_SECONDS = 60.0        # length of one lap before the path repeats
@@ -28,8 +29,6 @@ BOOTH_DISABLED = frozenset({"screenshot", "record", "fullscreen"})  # visitors m
 def attract_path(scene, fps: float, start_c2w: Tensor) -> Tensor:
     """Poses (N, 4, 4) of one lap of the attract loop for `scene` (or a pan if scene is None)."""
     if scene is not None:
-        from worldplay.world.trajectories import make_trajectory  # noqa: PLC0415 (import on use)
-
         n = int(round(ATTRACT_SECONDS * fps))
         traj = make_trajectory(ATTRACT_PATH, scene, n, fps=fps, seed=int(scene.seed),
                                with_revisits=False)   # revisit search is eval-only, O(N^2)

@@ -17,6 +17,7 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
+from worldplay.client.recorder import Mp4Recorder  # noqa: E402
 from worldplay.errors import WorldplayError  # noqa: E402
 from worldplay.fileio import atomic_path, check_writable  # noqa: E402
 
@@ -89,7 +90,6 @@ class Capture:
         if not self.recording or rgb is None:
             return
         if self._rec is None:
-            from worldplay.client.recorder import Mp4Recorder
             h, w = rgb.shape[:2]
             self._rec = Mp4Recorder(self.path, fps=self.fps, width=w, height=h)
         else:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import torch
 
+from worldplay.devices import torch_threads
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.memory import MosaicMemory
-from worldplay.memory.colour import ColourMemoryConfig, colour_memory_config, few_threads, memory_intrinsics
-from worldplay.world.frame import Frame
+from worldplay.memory.colour import MEMORY_THREADS, ColourMemoryConfig, colour_memory_config, memory_intrinsics
 
 
 class ColourFeeder:
@@ -51,6 +52,6 @@ class ColourFeeder:
             return 0
         rgb = frame.rgb.detach().cpu()
         mem = self.ensure(rgb.shape[1], rgb.shape[0])
-        with few_threads():
+        with torch_threads(MEMORY_THREADS):
             return mem.import_view(rgb, frame.depth.detach().cpu(), frame.c2w.detach().cpu(), self.K,
                                    float(frame.t), dynamic=frame.dynamic.detach().cpu())

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.memory import MosaicMemory, Region, region_at
 from worldplay.memory.store import Patches
-from worldplay.world.frame import Frame
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402

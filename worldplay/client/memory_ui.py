@@ -21,17 +21,18 @@ from typing import Callable
 import torch
 
 from worldplay.client.capture import latest_stamped, stamped_path
+from worldplay.client.colour_feeder import ColourFeeder
 from worldplay.client.edit_mode import EditConfig, EditMode
 from worldplay.client.hud import memory_line
-from worldplay.client.colour_feeder import ColourFeeder
 from worldplay.client.memory_view import Minimap, MinimapConfig
 from worldplay.config import ClientConfig, ImageConfig
+from worldplay.devices import torch_threads
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.memory import MosaicMemory
-from worldplay.memory.colour import ColourMemoryConfig, few_threads, memory_intrinsics
+from worldplay.memory.colour import MEMORY_THREADS, ColourMemoryConfig, memory_intrinsics
 from worldplay.sources.capabilities import HasMemory
 from worldplay.sources.protocol import FrameSource
-from worldplay.world.frame import Frame
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
@@ -125,7 +126,7 @@ class MemoryUi:
                 self.say("press E for edit mode first (X erase, Y copy, V paste)")
             else:
                 edit = {"erase": self.edit.erase, "copy": self.edit.copy, "paste": self.edit.paste}[action]
-                with few_threads(), self._locked():
+                with torch_threads(MEMORY_THREADS), self._locked():
                     self.say(edit(self.memory, frame, self.K))
         elif action == "memory_save":
             self.save()
@@ -181,7 +182,7 @@ class MemoryUi:
         if not (self.show_map or self.edit.active):
             return
         mem, K = self.memory, self.K
-        with few_threads(), self._locked():
+        with torch_threads(MEMORY_THREADS), self._locked():
             aim = self.edit.aim(mem, frame, K) if self.edit.active else None
             if self.show_map:
                 self.minimap.draw(surf, mem, cam_c2w, self.image.fov_x_deg,

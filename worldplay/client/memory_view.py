@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from worldplay.devices import torch_threads
 from worldplay.memory import MosaicMemory
-from worldplay.memory.colour import few_threads
+from worldplay.memory.colour import MEMORY_THREADS
 from worldplay.memory.rgb import RGB, colour_sub
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -110,7 +111,7 @@ class Minimap:
         self.resize(min(self.cfg.size_px * self.scale, surf.get_height() * self.cfg.max_height_frac))
         c2w = c2w.detach().cpu().float()
         cam = c2w[:3, 3]
-        with few_threads():
+        with torch_threads(MEMORY_THREADS):
             img = self.image(memory, cam)
         map_surf = pygame.image.frombuffer(img.tobytes(), (self.size, self.size), "RGB")
         rect = pygame.Rect(surf.get_width() - self.size - self.cfg.margin_px * self.scale,

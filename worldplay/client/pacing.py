@@ -1,36 +1,69 @@
-"""Steady display of a look-ahead source: the next chunk generates while this one is shown.
+"""How frames go up in the client: one interface, one strategy per kind of source.
 
-`ChunkFeed` drives a chunked source that can `prefetch` (the model streamer): as soon as a chunk
-is handed over it plans the next chunk's poses (the player's input rolled out at 1/fps from
-where the last planned chunk ends) and asks the source to generate it in the background. The
-planned poses form one continuous path, so the model never sees a jump between chunks; world
-time advances one 1/fps step per frame, so when the model is slower than real time the world
-plays slower instead of teleporting the player.
+Each tick the app asks its `Pacing` how far world time moves and whether a frame goes up now
+(`advance`), then takes that frame (`next`). The strategies:
 
-`Pacer` decides when the next frame goes up: at a steady 1/fps cadence while frames are waiting,
-and the moment one arrives when the queue ran dry (as fast as the model can). Both take the
-clock as an argument, so tests drive them with a fake one. With `ahead=False` (headless runs)
-the feed plans the same poses at the same moments but never starts a background generation:
-each chunk is generated when it is handed over, so a headless run is exactly reproducible.
+- `pull.OnDemand`, for sources that make frames when asked (the renderer; chunked sources
+  without look-ahead): the camera moves with real time, and a frame goes up every 1/fps of world
+  time, pulled from the source when the small queue of a chunk's frames is empty.
+- `feed.LookAhead`, for sources that generate ahead (the model streamer): the next chunk
+  generates while this one is shown, frames go up at a steady 1/fps when the model keeps up and
+  as soon as they are ready when it does not, world time moves one 1/fps step per frame shown
+  (a slow model slows the world instead of teleporting the player), and the camera is where the
+  shown frame was made.
+
+Headless runs step exactly 1/fps of world time per tick and wait for every frame, so they are
+deterministic. `Pacer` and `RateMeter` take the clock as an argument, so tests drive them with
+a fake one.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass
+from typing import Protocol
 
-import torch
 from torch import Tensor
 
-from worldplay.controls import CameraState, FirstPersonCamera, InputFrame
-from worldplay.errors import WorldplayError
-from worldplay.sources.capabilities import Prefetching
-from worldplay.sources.protocol import FrameSource, checked
-from worldplay.world.frame import Frame
+from worldplay.client.booth import Booth
+from worldplay.controls import CameraState, InputFrame
+from worldplay.frame import Frame
 
 EPS = 1e-6              # s; float slack when comparing clock readings to the cadence
 RATE_WINDOW_S = 2.0     # s of history in a rate: spans a few chunks, so bursts average out
+
+
+@dataclass(frozen=True)
+class Advance:
+    """What one tick does to the session: world seconds it moves (0: the world waits) and
+    whether a frame goes up now."""
+    world_dt: float
+    show: bool
+
+
+class Pacing(Protocol):
+    source_ms: float     # the source's time per frame when pulled on demand (0 for look-ahead)
+
+    def advance(self, inp: InputFrame, dt: float, single: bool, force: bool) -> Advance:
+        """This tick's input after `dt` wall (or headless) seconds. `single`: one paused step;
+        `force`: a frame must go up now (a reset, or none shown yet)."""
+
+    def next(self, inp: InputFrame, sim_t: float) -> Frame:
+        """The frame to show now, at world time `sim_t`."""
+
+    def reset(self, start: CameraState, t: float = 0.0) -> None:
+        """Forget what is queued: the session restarts from pose `start` at world time `t`."""
+
+    def settle(self) -> None:
+        """Finish any frames being made, so the source's state is whole (before a save or an edit)."""
+
+
+def attract_path(booth: Booth | None, n: int) -> Tensor | None:
+    """The booth's next n attract poses (n, 4, 4) for a chunked source, while it attracts."""
+    if booth is None or not booth.attract or n == 1:
+        return None
+    return booth.poses(n)
 
 
 class Pacer:
@@ -74,90 +107,3 @@ class RateMeter:
 
     def reset(self) -> None:
         self._times.clear()
-
-
-def wants_feed(source: FrameSource) -> bool:
-    """A chunked source that generates ahead (Prefetching) gets a ChunkFeed."""
-    return int(source.chunk) > 1 and isinstance(source, Prefetching)
-
-
-class ChunkFeed:
-    """Plans chunk poses one chunk ahead and keeps the source generating while frames are shown."""
-
-    def __init__(self, source: Prefetching, interval: float, head: FirstPersonCamera, ahead: bool = True):
-        self.source, self.interval, self.n = source, interval, int(source.chunk)
-        self.ahead = ahead                    # False: no background generation (headless)
-        self.head = head                      # where the planned path ends (not the shown pose)
-        self.queue: deque[Frame] = deque()    # generated, not yet shown
-        self.planned: tuple[Tensor, Tensor] | None = None   # requested, not yet handed over
-        self.t = 0.0                          # world time of the last planned frame, s
-        self._dx = self._dy = 0.0             # mouse look since the last plan, px
-
-    def reset(self, start: CameraState, t: float = 0.0) -> None:
-        """Drop what is queued and planned; the next plan starts after pose `start` at time `t`.
-        The source must already have forgotten (or finished) any chunk in flight."""
-        self.queue.clear()
-        self.planned = None
-        self.head.reset(start)
-        self.t = float(t)
-        self._dx = self._dy = 0.0
-
-    def look(self, inp: InputFrame) -> None:
-        """Collect this tick's mouse motion for the next plan (it turns the path once)."""
-        self._dx += inp.mouse_dx
-        self._dy += inp.mouse_dy
-
-    def plan(self, inp: InputFrame, path: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Poses (n, 4, 4) and times (n,) continuing the planned path: `path` when given (the
-        booth's attract loop), else the held keys rolled out at 1/fps after the collected look."""
-        if path is None:
-            self.head.update(InputFrame(mouse_dx=self._dx, mouse_dy=self._dy), 0.0)   # look only
-            path = self.head.rollout(replace(inp, mouse_dx=0.0, mouse_dy=0.0), self.interval, self.n)
-        if tuple(path.shape) != (self.n, 4, 4):
-            raise WorldplayError(f"chunk path must be ({self.n}, 4, 4), got {tuple(path.shape)}")
-        self._dx = self._dy = 0.0
-        # the head restarts from the pose as the source will store it, so a resumed session
-        # (which starts from its last stored pose) plans exactly the path this one would
-        self.head.state = CameraState.from_c2w(path[-1].detach().cpu().float())
-        times = self.t + self.interval * torch.arange(1, self.n + 1, dtype=torch.float64)   # (n,)
-        self.t = float(times[-1])
-        return path.detach().cpu().float(), times
-
-    def _request(self, inp: InputFrame, path: Tensor | None) -> None:
-        self.planned = self.plan(inp, path)
-        if self.ahead:
-            self.source.prefetch(*self.planned)
-
-    def ready(self, inp: InputFrame, path: Tensor | None = None) -> bool:
-        """True when `next` will not wait: a frame is queued, or the chunk in flight is done.
-        With nothing queued or in flight, this starts generating the next chunk."""
-        if self.queue:
-            return True
-        if self.planned is None:
-            self._request(inp, path)
-        return True if not self.ahead else bool(self.source.ready())
-
-    def _hand_over(self) -> None:
-        frames = checked(self.source.frames(*self.planned), self.source, self.n)
-        self.planned = None
-        self.queue.extend(frames)
-
-    def next(self, inp: InputFrame, path: Tensor | None = None) -> Frame:
-        """The next frame (waits for the chunk in flight if it is not done); then makes sure the
-        chunk after is already being generated. A chunk planned in this very call is not followed
-        by another until the next call: `path` (this tick's booth poses) would plan it twice."""
-        fresh = not self.queue and self.planned is None
-        if fresh:
-            self._request(inp, path)
-        if not self.queue:
-            self._hand_over()
-        frame = self.queue.popleft()
-        if self.planned is None and not fresh:
-            self._request(inp, path)
-        return frame
-
-    def settle(self) -> None:
-        """Finish the chunk in flight and queue it, so the source's state is whole (before a save,
-        a load, a freeze or an edit). The next `next` or `ready` plans the chunk after it."""
-        if self.planned is not None:
-            self._hand_over()

@@ -30,7 +30,7 @@ MAX_FPS_DENOMINATOR = 1001                           # NTSC-style rates (29.97) 
 
 def pick_h264_encoder() -> str:
     """Name of the first H.264 encoder this PyAV build can open for writing."""
-    import av  # noqa: PLC0415 (PyAV loads libav; keep `worldplay --help` fast)
+    import av  # PyAV loads libav: imported on use, so `worldplay --help` stays fast
 
     for name in H264_ENCODERS:
         if name not in av.codecs_available:
@@ -52,7 +52,7 @@ class Mp4Recorder:
     """`with Mp4Recorder("walk.mp4") as rec: rec.write(rgb)` — rgb uint8 (H, W, 3), torch or numpy."""
 
     def __init__(self, path, fps: float = 16, width: int = 640, height: int = 360):
-        import av  # noqa: PLC0415
+        import av  # PyAV, on use (see pick_h264_encoder)
 
         if width % 2 or height % 2 or width <= 0 or height <= 0:
             raise WorldplayError(f"recording size {width}x{height} must be positive and even (yuv420p); "
@@ -87,7 +87,7 @@ class Mp4Recorder:
 
     def write(self, rgb) -> None:
         """Append one frame: uint8 (H, W, 3) RGB at the recorder's size."""
-        import av  # noqa: PLC0415
+        import av  # PyAV, on use (see pick_h264_encoder)
 
         if self._closed:
             raise WorldplayError(f"recorder for {self.path} is closed; open a new one to record more")
@@ -159,7 +159,7 @@ class Mp4Recorder:
 
 def read_mp4_info(path) -> dict:
     """Decode `path` fully: {frames, width, height, fps, codec} (tests and `record` checks)."""
-    import av  # noqa: PLC0415
+    import av  # PyAV, on use (see pick_h264_encoder)
 
     try:
         with av.open(str(path)) as c:

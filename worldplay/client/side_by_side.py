@@ -14,9 +14,9 @@ import os
 import numpy as np
 
 from worldplay.config import ImageConfig
+from worldplay.frame import Frame
 from worldplay.sources.capabilities import HasScene
 from worldplay.sources.protocol import FrameSource
-from worldplay.world.frame import Frame
 from worldplay.world.render import Renderer
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from worldplay.camera import invert_se3, pixel_grid, project, unproject
 from worldplay.eval.metrics import masked_psnr, to_unit
-from worldplay.world.frame import SKY_DEPTH
+from worldplay.frame import SKY_DEPTH
 
 MIN_DEPTH = 1e-3   # metres; a warped point nearer than this is behind the previous camera
 

@@ -80,7 +80,7 @@ def masked_psnr(gen: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
 def ssim(gen: Tensor, gt: Tensor) -> Tensor:
     """Per-frame SSIM (N,) in [-1, 1]; identical frames give 1.0."""
     _check_pair(gen, gt)
-    from pytorch_msssim import ssim as _ssim
+    from pytorch_msssim import ssim as _ssim  # pytorch_msssim: the optional eval extra, needed for SSIM only
     a, b = to_unit(gen), to_unit(gt)
     if min(a.shape[-2:]) < SSIM_WINDOW:
         raise WorldplayError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, "
@@ -150,7 +150,7 @@ class StLpips:
             self.reason = f"n/a (ST-LPIPS backbone weights not on disk: {ckpt})"
             return
         try:
-            from stlpips_pytorch import stlpips
+            from stlpips_pytorch import stlpips  # stlpips: optional, and often absent (see above)
             self.model = stlpips.LPIPS(net="alex", variant="shift_tolerant").to(device).eval()
         except Exception as e:  # a broken optional install must not take eval down
             self.reason = f"n/a (stlpips-pytorch failed to load: {type(e).__name__})"

@@ -31,11 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from worldplay.camera import (invert_se3, make_pose, rotation_angle_deg, scale_intrinsics,
-                              so3_exp)
+from worldplay.camera import invert_se3, make_pose, rotation_angle_deg, scale_intrinsics, so3_exp
 from worldplay.errors import WorldplayError
 from worldplay.eval.metrics import to_unit
-from worldplay.world.frame import SKY_DEPTH
+from worldplay.frame import SKY_DEPTH
 
 HUBER_K = 1.345            # Huber threshold in robust sigmas: 95% efficiency on Gaussian noise
 CAUCHY_C = 2.385           # Cauchy scale in robust sigmas: 95% efficiency on Gaussian noise

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 import torch
+from tqdm import tqdm
 
 from worldplay.camera import intrinsics
 from worldplay.config import ImageConfig
@@ -34,6 +35,9 @@ from worldplay.eval.pose import PoseConfig
 from worldplay.eval.scoring import FrameScorer, FrameSetScores, Mean, ScorePlan, TrajectoryScore
 from worldplay.sources.capabilities import ObservesContext
 from worldplay.world.dataset import HELDOUT_SEED_START
+from worldplay.world.render import Renderer
+from worldplay.world.scene import make_scene
+from worldplay.world.trajectories import make_trajectory
 
 DRIFT_SHARE = 0.25        # revisit frames at each end of the walk compared for drift (the table says 25 %)
 
@@ -142,7 +146,6 @@ def score_walk(source, scene, traj, cfg: ProtocolConfig, renderer, lpips: StLpip
 
 def score_trajectory(source, scene, path: str, cfg: ProtocolConfig, renderer, lpips: StLpips,
                      strip: list | None = None) -> TrajectoryScore:
-    from worldplay.world.trajectories import make_trajectory  # noqa: PLC0415
     traj = make_trajectory(path, scene, cfg.frames, fps=cfg.image.fps, seed=scene.seed)
     return score_walk(source, scene, traj, cfg, renderer, lpips, strip)
 
@@ -186,9 +189,6 @@ def aggregate(name: str, scores: list[TrajectoryScore], lpips: StLpips, cfg: Pro
 def run_protocol(source, cfg: ProtocolConfig = ProtocolConfig(), device: str = "cpu",
                  progress: bool = True, strip: list | None = None) -> dict:
     """Score one source over the whole protocol; returns its table row (see `aggregate`)."""
-    from tqdm import tqdm  # noqa: PLC0415
-    from worldplay.world.render import Renderer  # noqa: PLC0415
-    from worldplay.world.scene import make_scene  # noqa: PLC0415
     lpips = StLpips(device)
     scores: list[TrajectoryScore] = []
     jobs = [(k, p) for k in range(cfg.scenes) for p in cfg.paths]

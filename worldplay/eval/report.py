@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from worldplay.eval.metrics import NOT_COMPUTED, PSNR_CAP, STLPIPS_NAME, format_psnr, is_capped
-from worldplay.eval.png import downscale, tile, write_png
 from worldplay.fileio import atomic_write_bytes
+from worldplay.png import downscale, tile, write_png
 
 # Source kinds as `--source` specs start, in row order, with what each row is.
 KINDS = {

@@ -11,17 +11,18 @@ pass threads=1: these are many small ops, and waiting threads dominate them.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 
 import torch
 
 from worldplay.camera import intrinsics, look_at
+from worldplay.devices import torch_threads
 from worldplay.errors import WorldplayError
 from worldplay.memory.config import MemoryConfig
 from worldplay.memory.memory import MosaicMemory
 from worldplay.memory.store import K_to_intr
+from worldplay.timing import percentile
 
 AREA_HALF = 20.0            # metres: cameras and points live in [-20, 20]^2 on the ground
 WALL_HEIGHT = 6.0           # metres
@@ -75,8 +76,7 @@ def _timed(fn, iters: int) -> dict:
         t0 = time.perf_counter()
         fn()
         ms.append((time.perf_counter() - t0) * 1e3)
-    ms.sort()
-    return {"p50": statistics.median(ms), "p95": ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))]}
+    return {"p50": percentile(ms, 0.5), "p95": percentile(ms, 0.95)}
 
 
 def bench_memory(n_patches: int = 200_000, budget: int = 240, iters: int = 20, seed: int = 0,
@@ -85,13 +85,8 @@ def bench_memory(n_patches: int = 200_000, budget: int = 240, iters: int = 20, s
 
     threads: torch intra-op threads for the run (None: leave as is); restored afterwards.
     """
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _bench(n_patches, budget, iters, seed)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _bench(n_patches: int, budget: int, iters: int, seed: int) -> dict:

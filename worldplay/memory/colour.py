@@ -8,9 +8,7 @@ something to draw with no model at all.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -21,8 +19,8 @@ from worldplay.memory.memory import MosaicMemory
 from worldplay.memory.rgb import RGB
 
 TOKEN_COLS = 20   # the tiny model's token grid is 20 wide at 640 px: colour patches match it
-MEMORY_THREADS = 1   # memory ops in the client are many small tensor ops: on a busy CPU, thread
-                     # hand-offs made a 640x360 insert 10x slower with 2 threads than with 1
+MEMORY_THREADS = 1   # torch threads for the client's memory ops (devices.torch_threads): on a busy CPU,
+                     # thread hand-offs made a 640x360 insert 10x slower with 2 threads than with 1
 
 
 @dataclass(frozen=True)
@@ -31,19 +29,6 @@ class ColourMemoryConfig:
     capacity: int = 100_000       # ~23 MB; minutes of walking with dedup, oldest evicted past it
     insert_every: int = 2         # frames; lifting one 640x360 frame costs 8-14 ms on one CPU core,
                                   # so every 2nd frame keeps the memory's share of a frame under ~7 ms
-
-
-@contextlib.contextmanager
-def few_threads(n: int = MEMORY_THREADS) -> Iterator[None]:
-    """Run the block with `n` torch intra-op threads (as the renderer does), then restore."""
-    prev = torch.get_num_threads()
-    if prev != n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if prev != n:
-            torch.set_num_threads(prev)
 
 
 def colour_memory_config(width: int, height: int, cfg: ColourMemoryConfig = ColourMemoryConfig()) -> MemoryConfig:

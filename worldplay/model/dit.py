@@ -36,14 +36,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kernels.dispatch import attention as kernel_attention
-from worldplay.model.attention import decode_o, encode_qkv
 from worldplay.model.blocks import DiTBlock, FinalLayer
 from worldplay.model.embed import PatchEmbed, PromptEmbed, TimestepEmbed, unpatchify
+from worldplay.model.encodings import decode_o, encode_qkv
+from worldplay.model.kv_cache import KVCache
 from worldplay.model.presets import ModelConfig
 from worldplay.model.prope import ProjCams, projective_cameras
 from worldplay.model.rope import HeadLayout
 from worldplay.model.vae import latent_intrinsics
-from worldplay.stream.kv_cache import KVCache
 
 ADA_INIT_SCALE = 0.1   # random-init adaLN weights are scaled down: modulation starts near identity
 EMBED_INIT_STD = 0.02  # word embeddings, as in GPT-style inits

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from worldplay.errors import WorldplayError
 from worldplay.model.presets import DiTConfig
-from worldplay.world.vocab import VOCAB, split_words
+from worldplay.vocab import VOCAB, split_words
 
 PAD_ID = 0                        # prompt slot with no word; ignored by the pooling
 WORDS: tuple[str, ...] = tuple(w for group in VOCAB.values() for w in group)
@@ -47,16 +47,6 @@ def token_features(z: Tensor, p: int) -> Tensor:
     """One frame's latent (C, h, w) -> (hp, wp, C*p*p): the memory entries of that frame."""
     C, h, w = z.shape
     return patchify(z[None, None], p).reshape(h // p, w // p, C * p * p)  # (hp, wp, D)
-
-
-def canvas_to_latent(canvas: Tensor, mask: Tensor, p: int) -> tuple[Tensor, Tensor]:
-    """Warped memory canvas (D, hp, wp) + mask (1, hp, wp) on the token grid -> latent-grid
-    canvas (C, h, w) and mask (1, h, w) (each token's validity covers its p x p latents)."""
-    D, hp, wp = canvas.shape
-    tokens = canvas.reshape(D, hp * wp).T[None, None]                    # (1, 1, hp*wp, D)
-    lat = unpatchify(tokens, p, hp, wp)[0, 0]                            # (C, h, w)
-    m = mask.repeat_interleave(p, dim=1).repeat_interleave(p, dim=2)     # (1, h, w)
-    return lat, m
 
 
 class PatchEmbed(nn.Module):

@@ -21,6 +21,7 @@ from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.sources.capabilities import HasScene
 from worldplay.sources.protocol import FrameSource, checked
+from worldplay.timing import percentile
 from worldplay.world.scene import Scene, make_scene
 
 WARMUP_CALLS = 3           # first calls pay for allocation and caches; not timed
@@ -38,11 +39,6 @@ def orbit_pose(scene: Scene, t: float) -> Tensor:
     eye = (cx + rad * math.sin(a), cy, cz + rad * math.cos(a))
     target = (cx + rad * math.sin(a + LOOK_AHEAD_RAD), cy, cz + rad * math.cos(a + LOOK_AHEAD_RAD))
     return look_at(eye, target)
-
-
-def _percentile(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 def bench_source(source: FrameSource, seconds: float = 5.0, seed: int = 0, fps: float = ImageConfig.fps) -> dict:
@@ -75,8 +71,8 @@ def bench_source(source: FrameSource, seconds: float = 5.0, seed: int = 0, fps: 
     out = {"source": source.name, "width": int(w), "height": int(h), "chunk": n, "frames": len(ms),
            "seconds": round(total, 3), "fps": round(len(ms) / total, 2),
            "ms_per_frame_mean": round(statistics.fmean(ms), 2),
-           "ms_per_frame_p50": round(_percentile(ms, 0.5), 2),
-           "ms_per_frame_p95": round(_percentile(ms, 0.95), 2),
+           "ms_per_frame_p50": round(percentile(ms, 0.5), 2),
+           "ms_per_frame_p95": round(percentile(ms, 0.95), 2),
            "scene": scene.prompt, "seed": scene.seed,
            "torch": torch.__version__, "cpu threads": torch.get_num_threads()}
     if isinstance(source, HasScene):

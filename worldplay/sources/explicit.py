@@ -24,8 +24,8 @@ from torch import Tensor
 
 from worldplay.camera import intrinsics, invert_se3, pixel_grid, project, unproject
 from worldplay.config import ImageConfig
+from worldplay.frame import SKY_DEPTH, Frame
 from worldplay.sources.protocol import check_chunk
-from worldplay.world.frame import SKY_DEPTH, Frame
 from worldplay.world.render import Renderer
 from worldplay.world.scene import make_scene
 

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from worldplay.config import ImageConfig
+from worldplay.frame import Frame
 from worldplay.sources.protocol import check_chunk
 from worldplay.sources.world import OverWorld, WorldSource
-from worldplay.world.frame import Frame
 
 UINT8_MAX = 255
 

@@ -16,12 +16,13 @@ import torch
 from torch import Tensor
 
 from worldplay.config import ImageConfig
+from worldplay.devices import torch_threads
+from worldplay.frame import SKY_DEPTH, Frame
 from worldplay.memory import MosaicMemory, render_canvas
-from worldplay.memory.colour import ColourMemoryConfig, colour_memory_config, few_threads, memory_intrinsics
+from worldplay.memory.colour import MEMORY_THREADS, ColourMemoryConfig, colour_memory_config, memory_intrinsics
 from worldplay.memory.warp import warp_view
 from worldplay.sources.protocol import check_chunk
 from worldplay.sources.world import OverWorld, WorldSource
-from worldplay.world.frame import SKY_DEPTH, Frame
 
 PERCENT = 100.0
 
@@ -74,12 +75,12 @@ class MemorySource(OverWorld):
         out = []
         for pose, t in zip(c2w, times):
             pose = pose.detach().cpu().float()
-            with few_threads():
+            with torch_threads(MEMORY_THREADS):
                 frame, self.coverage = memory_frame(self.memory, pose, self.K, float(t))
             out.append(frame)
             if not self.memory_frozen and self.shown % self.cfg.insert_every == 0:
                 gt = self.world.frames(pose[None], t.reshape(1))[0]
-                with few_threads():
+                with torch_threads(MEMORY_THREADS):
                     self.memory.import_view(gt.rgb, gt.depth, gt.c2w, self.K, float(t), dynamic=gt.dynamic)
             self.shown += 1
         return out

@@ -30,11 +30,12 @@ from torch import Tensor
 from worldplay.checkpoints import CheckpointInfo
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.memory import MosaicMemory
 from worldplay.sources.protocol import check_chunk
 from worldplay.sources.weights import load_weights
 from worldplay.stream.streamer import Streamer
-from worldplay.world.frame import Frame
+from worldplay.timing import WarmAverage
 from worldplay.world.render import Renderer
 from worldplay.world.scene import Scene, make_scene
 
@@ -74,8 +75,7 @@ class ModelSource:
         self._pending: Future | None = None   # the prefetched chunk being generated
         self.seed, self.prompt = int(seed), prompt
         self._resume_time, self._time_offset = False, 0.0
-        self.gen_fps = 0.0          # frames generated per second of generation wall time (EMA)
-        self._gen_chunks = 0
+        self._gen_rate = WarmAverage(GEN_FPS_EMA, GEN_WARMUP)   # frames per second of generation wall time
         self._build_scene()
 
     def _build_scene(self) -> None:
@@ -116,15 +116,18 @@ class ModelSource:
         self.streamer.memory_frozen = bool(on)
 
     @property
+    def gen_fps(self) -> float:
+        """Frames generated per second while generating (the HUD's model FPS)."""
+        return self._gen_rate.value
+
+    @property
     def memory_lock(self):
         return self.streamer.memory_lock
 
     def _generate(self, c2w: Tensor, times: Tensor) -> list[Frame]:
         start = time.perf_counter()
         frames = self._make_chunk(c2w, times)
-        fps = len(frames) / max(time.perf_counter() - start, 1e-9)
-        self._gen_chunks += 1
-        self.gen_fps = fps if self._gen_chunks <= GEN_WARMUP else (1 - GEN_FPS_EMA) * self.gen_fps + GEN_FPS_EMA * fps
+        self._gen_rate.add(len(frames) / max(time.perf_counter() - start, 1e-9))
         return frames
 
     def _make_chunk(self, c2w: Tensor, times: Tensor) -> list[Frame]:

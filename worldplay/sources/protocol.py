@@ -16,7 +16,7 @@ from typing import Iterable, Protocol, runtime_checkable
 from torch import Tensor
 
 from worldplay.errors import WorldplayError
-from worldplay.world.frame import Frame
+from worldplay.frame import Frame
 
 
 @runtime_checkable

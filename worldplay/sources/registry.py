@@ -18,6 +18,7 @@ from typing import Callable, Mapping
 import torch
 
 from worldplay.checkpoints import load_registry
+from worldplay.devices import resolve_device
 from worldplay.errors import WorldplayError
 from worldplay.sources.explicit import ExplicitSource
 from worldplay.sources.floor import FloorSource
@@ -136,24 +137,11 @@ def source_specs(text: str) -> list[SourceSpec]:
     return [source_spec(t) for t in items]
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> cuda when available else cpu; a CUDA device without CUDA is a clear error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise WorldplayError(f"--device {device} asked for, but this torch build sees no CUDA GPU; use --device cpu")
-    try:
-        torch.device(device)
-    except RuntimeError as e:
-        raise WorldplayError(f"--device {device!r} is not a torch device; use cpu, cuda or auto") from e
-    return device
-
-
 def make_source(spec: str | SourceSpec, seed: int = 0, prompt: str | None = None,
                 device: str = "cpu") -> FrameSource:
     """Build the source a spec names, in scene `seed` / `prompt`, on `device` ('cpu', 'cuda', 'auto')."""
     spec = source_spec(spec)
-    source = KINDS[spec.kind].build(spec, SourceEnv(int(seed), prompt, resolve_device(device)))
+    source = KINDS[spec.kind].build(spec, SourceEnv(int(seed), prompt, str(resolve_device(device))))
     source.name = spec.text   # the HUD and the eval rows show the spec as typed
     return source
 

@@ -13,11 +13,11 @@ import torch
 from torch import Tensor
 
 from worldplay.config import ImageConfig
+from worldplay.frame import Frame
 from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
 from worldplay.sources.protocol import check_chunk
 from worldplay.sources.weights import load_weights
 from worldplay.sources.world import OverWorld, WorldSource
-from worldplay.world.frame import Frame
 
 
 class VaeSource(OverWorld):

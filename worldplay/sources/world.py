@@ -11,8 +11,8 @@ import time
 from torch import Tensor
 
 from worldplay.config import ImageConfig
+from worldplay.frame import Frame
 from worldplay.sources.protocol import check_chunk
-from worldplay.world.frame import Frame
 from worldplay.world.render import Renderer
 from worldplay.world.scene import Scene, make_scene
 

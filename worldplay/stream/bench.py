@@ -11,20 +11,20 @@ MIN_CHUNKS).
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 
 import torch
 
-from kernels import KernelError
+from kernels import KernelError, triton_available
 from kernels.dispatch import use_kernels
-from kernels.jit import triton_available
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.model.dit import param_count
+from worldplay.procstats import peak_rss_mb
 from worldplay.stream.flops import flops_per_frame
-from worldplay.stream.streamer import STAGES, Streamer
+from worldplay.stream.session import STAGES
+from worldplay.stream.streamer import Streamer
+from worldplay.timing import percentile
 from worldplay.world.render import Renderer
 from worldplay.world.scene import make_scene
 from worldplay.world.trajectories import make_trajectory
@@ -33,17 +33,12 @@ KERNELS = ("torch", "triton", "auto")   # kernels/dispatch.py policies
 MIN_CHUNKS = 2            # measured chunks, however short `seconds` is (p50 needs some samples)
 PATH_SECONDS = 60.0       # one orbit lap; longer runs go round again
 MB = 2 ** 20
-RSS_UNIT = 1 if sys.platform == "darwin" else 1024   # ru_maxrss is bytes on macOS, KiB on Linux
-
-
-def _percentile(xs: list[float], q: float) -> float:
-    return float(torch.quantile(torch.tensor(xs, dtype=torch.float64), q)) if xs else float("nan")
 
 
 def _peak_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / MB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * RSS_UNIT / MB
+    return peak_rss_mb()
 
 
 def bench_streamer(streamer: Streamer, seconds: float = 20.0, kernels: str = "torch", seed: int = 0,
@@ -106,8 +101,8 @@ def _bench(streamer: Streamer, seconds: float, kernels: str, seed: int, label: s
            "device": str(dev), "dtype": str(streamer.dtype).replace("torch.", ""), "kernels": kernels,
            "memory": memory, "steps": streamer.schedule.steps, "chunk_frames": Fc,
            "fps": n * Fc / measured_s,
-           "chunk_latency_p50_ms": _percentile(latencies, 0.5) * 1e3,
-           "chunk_latency_p95_ms": _percentile(latencies, 0.95) * 1e3}
+           "chunk_latency_p50_ms": percentile(latencies, 0.5) * 1e3,
+           "chunk_latency_p95_ms": percentile(latencies, 0.95) * 1e3}
     res.update({f"ms_{s}": stage_ms[s] / n for s in STAGES})
     res.update({"peak_memory_mb": _peak_mb(dev), "dit_params": param_count(streamer.dit),
                 "vae_params": param_count(streamer.vae),

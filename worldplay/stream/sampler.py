@@ -57,7 +57,7 @@ class FlowSchedule:
 
 
 def add_noise(x0: Tensor, noise: Tensor, t: Tensor | float) -> Tensor:
-    """Forward process x_t = (1 − t)·x0 + t·ε; a tensor t broadcasts over the batch dim."""
+    """Forward process x_t = (1 − t)·x0 + t·ε; a tensor t is per sample (B,) or per frame (B, F)."""
     t = _as_batch(t, x0)
     return (1.0 - t) * x0 + t * noise
 
@@ -116,7 +116,8 @@ def sample(model_fn: ModelFn, shape: tuple[int, ...], steps: int | FlowSchedule,
 
 
 def _as_batch(t: Tensor | float, like: Tensor) -> Tensor | float:
-    """A (B,) t becomes (B, 1, ..., 1) so it scales each sample; floats pass through."""
-    if isinstance(t, Tensor) and t.dim() == 1 and like.dim() > 1:
-        return t.view(-1, *([1] * (like.dim() - 1)))  # (B, 1, ..., 1)
+    """A (B,) or (B, F) t gets trailing ones, (B, [F,] 1, ..., 1), so it scales each sample (or each
+    frame of each sample); floats pass through."""
+    if isinstance(t, Tensor) and 0 < t.dim() < like.dim():
+        return t.view(*t.shape, *([1] * (like.dim() - t.dim())))  # (B, [F,] 1, ..., 1)
     return t

@@ -27,7 +27,8 @@ prompt)` observes the first frame, so the first chunk's frame 0 *is* that frame.
 
 Runtime memory modes (any checkpoint): "full", "rope" (memory tokens only), "latent" (canvas
 only), "off" (no retrieval or insertion). A path the DiT was built without stays off.
-Save/load of a whole session lives in stream/session.py (`save` / `load` here delegate).
+The session's state is one `SessionState` (stream/session.py, which also saves and resumes it);
+its fields are readable here as attributes (`s.chunk`, `s.poses`, ...).
 """
 
 from __future__ import annotations
@@ -42,22 +43,22 @@ from torch import Tensor
 from worldplay.camera import intrinsics
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
+from worldplay.frame import Frame
 from worldplay.memory.config import MemoryConfig
 from worldplay.memory.memory import MosaicMemory
 from worldplay.model.dit import KV, DiT, MemoryTokens
 from worldplay.model.embed import prompt_ids, token_features
+from worldplay.model.kv_cache import KVCache
 from worldplay.model.presets import ModelConfig
 from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
-from worldplay.stream.kv_cache import KVCache
 from worldplay.stream.recall import recall
 from worldplay.stream.sampler import FlowSchedule
 from worldplay.stream.sampler import step as sampler_step
-from worldplay.stream.session import load_streamer, save_streamer, weights_sha256
-from worldplay.world.frame import Frame
+from worldplay.stream.session import (LOAD_ERRORS, Identity, SavedSession, SessionState, Snapshot, read_session,
+                                      weights_sha256, write_session)
 
 MEMORY_MODES = ("full", "rope", "latent", "off")
 SAMPLER_MODE = "x0-renoise"   # the few-step student re-noises between steps (DESIGN §3)
-STAGES = ("retrieve", "denoise", "clean_pass", "decode", "insert")
 WINDOW_EPS = 1e-6             # seconds: keeps the oldest KV-window frame itself out of retrieval
 
 
@@ -69,14 +70,31 @@ def memory_config_for(cfg: ModelConfig, **overrides) -> MemoryConfig:
     return MemoryConfig(**{**base, **overrides})
 
 
+def _state_field(name: str) -> property:
+    """A read-only attribute of the streamer that is a field of its session state."""
+    return property(lambda self: getattr(self.state, name), doc=f"SessionState.{name}")
+
+
 class Streamer:
+    # the session state's fields, readable on the streamer (sources, the client and tests read them)
+    seed = _state_field("seed")
+    prompt = _state_field("prompt")
+    chunk = _state_field("chunk")
+    frame = _state_field("frame")
+    poses = _state_field("poses")
+    times = _state_field("times")
+    pending = _state_field("pending")
+    z_pending = _state_field("z_pending")
+    started = _state_field("started")
+    stats = _state_field("stats")
+
     def __init__(self, model_cfg: ModelConfig, dit: DiT, vae: RGBDVAE, memory: MosaicMemory | None = None,
                  device: str | torch.device = "cpu", seed: int = 0, *, steps: int | None = None,
                  memory_mode: str = "full", checkpoint_sha: str | None = None,
                  fov_x_deg: float = ImageConfig.fov_x_deg):
         if memory_mode not in MEMORY_MODES:
             raise WorldplayError(f"memory mode {memory_mode!r}; use one of: {', '.join(MEMORY_MODES)}")
-        self.cfg, self.device, self.seed = model_cfg, torch.device(device), int(seed)
+        self.cfg, self.device = model_cfg, torch.device(device)
         self.dit, self.vae = dit.to(self.device).eval(), vae.to(self.device).eval()
         self.dtype = next(dit.parameters()).dtype
         self.vae_dtype = next(vae.parameters()).dtype
@@ -97,38 +115,27 @@ class Streamer:
         # generating in a worker: both hold this lock around every memory access.
         self.memory_lock = threading.RLock()
         self.memory_frozen = False         # the client's edit mode: no inserts, edits stay as made
-        self.stats: dict = {}
-        self._reset_state(None)
+        self.state = self._fresh(int(seed), None)
 
     # ---- session state ------------------------------------------------------------------------
 
-    def _reset_state(self, prompt: str | None) -> None:
+    @torch.no_grad()
+    def _fresh(self, seed: int, prompt: str | None, ids: Tensor | None = None) -> SessionState:
+        """Forget the session: empty cache and memory, generator at `seed`, a new state at chunk 0
+        (prompt token ids `ids` (1, L) when known, else from the prompt's words)."""
         self.cache.reset()
         self.memory.reset()
-        self.generator.manual_seed(self.seed)
-        self.chunk = 0                     # chunks generated since reset
-        self.frame = 0                     # frames generated since reset (the RoPE time index)
-        self.poses = torch.zeros(0, 4, 4)  # (N, 4, 4) every generated frame's c2w
-        self.times = torch.zeros(0, dtype=torch.float64)
-        self.prompt = prompt or ""
-        self.prompt_ids = prompt_ids(prompt, self.cfg.dit)[None].to(self.device)   # (1, L)
-        with torch.no_grad():
-            self.cond = self.dit.condition(self.prompt_ids)                            # (1, W)
-        self.pending: list[Frame] = []    # observed frames waiting for the rest of their chunk
-        self.z_pending: Tensor | None = None   # (P, C, h, w) their clean latents
-        self.started = False
-        self.stats = {"chunks": 0, "memory_tokens": 0, "ms": {s: 0.0 for s in STAGES},
-                      "total_ms": {s: 0.0 for s in STAGES}}
+        self.generator.manual_seed(seed)
+        ids = (prompt_ids(prompt, self.cfg.dit)[None] if ids is None else ids).to(self.device)   # (1, L)
+        return SessionState(seed=seed, prompt=prompt or "", prompt_ids=ids, cond=self.dit.condition(ids))
 
     def reset(self, first_frame: Frame | None = None, prompt: str | None = None, seed: int | None = None) -> None:
         """Start a session with scene words `prompt`, from `first_frame` (TI2V) when given; more
         ground truth can follow through `observe` before the first `step`."""
-        if seed is not None:
-            self.seed = int(seed)
         if first_frame is not None:
             self._check_frame(first_frame, "first frame")   # before anything is forgotten
-        self._reset_state(prompt)
-        self.started = True
+        self.state = self._fresh(self.seed if seed is None else int(seed), prompt)
+        self.state.started = True
         if first_frame is not None:
             self.observe([first_frame])
 
@@ -143,14 +150,14 @@ class Streamer:
         """Take ground-truth frames (at their own poses and times) as the next frames of the
         session, instead of generating them. Whole chunks go into the KV cache and the memory
         now; a remainder waits for the next `step`, whose chunk it starts."""
-        if not self.started:
+        if not self.state.started:
             raise WorldplayError("streamer: call reset(first_frame, prompt) before observe()")
         for f in frames:
             self._check_frame(f, "an observed frame")
         self._hold(frames)
         Fc = self.cfg.dit.chunk_frames
-        while len(self.pending) >= Fc:
-            known = self.pending[:Fc]
+        while len(self.state.pending) >= Fc:
+            known = self.state.pending[:Fc]
             self._chunk(torch.stack([f.c2w for f in known]), torch.tensor([float(f.t) for f in known]))
 
     @torch.no_grad()
@@ -165,8 +172,9 @@ class Streamer:
             depth = f.depth[None].to(self.device, self.vae_dtype)             # (1, H, W)
             z.append(self.vae.encode(rgb, depth).to(self.dtype))              # (1, C, h, w)
         z = torch.cat(z)                                                      # (n, C, h, w)
-        self.z_pending = z if self.z_pending is None else torch.cat([self.z_pending, z])
-        self.pending = self.pending + list(frames)
+        st = self.state
+        st.z_pending = z if st.z_pending is None else torch.cat([st.z_pending, z])
+        st.pending = st.pending + list(frames)
 
     @property
     def checkpoint_sha(self) -> str:
@@ -174,11 +182,33 @@ class Streamer:
             self._checkpoint_sha = weights_sha256(self.dit, self.vae)
         return self._checkpoint_sha
 
+    def identity(self) -> Identity:
+        return Identity(self.checkpoint_sha, self.cfg, self.schedule.steps, self.memory_mode)
+
     def save(self, path) -> None:
-        save_streamer(self, path)
+        write_session(path, self.state, self.cache, self.memory, self.generator, self.identity())
 
     def load(self, path) -> None:
-        load_streamer(self, path)
+        """Resume the session saved in `path`. The file's header (checkpoint, config, settings) is
+        checked before anything changes; a file damaged past it is rolled back, so the session
+        goes on as if never asked."""
+        saved = read_session(path, self.identity())
+        before = Snapshot.take(self.state, self.cache, self.memory, self.generator)
+        try:
+            self._resume(saved, str(path))
+        except LOAD_ERRORS as e:
+            self.state = before.restore(self.cache, self.memory, self.generator)
+            raise WorldplayError(f"{path}: {e}; the running session is unchanged") from None
+
+    def _resume(self, saved: SavedSession, path: str) -> None:
+        self.state = self._fresh(saved.seed, saved.prompt, saved.prompt_ids)
+        self.cache.load_state_dict({k: v.to(self.device) for k, v in saved.cache.items()})
+        self.memory.load_session_tensors(saved.tensors, path)
+        self.generator.set_state(saved.rng)
+        st = self.state
+        st.chunk, st.frame, st.poses, st.times = saved.chunk, saved.frame, saved.poses, saved.times
+        st.stats["chunks"], st.started = saved.chunk, True
+        self._hold(saved.pending)   # re-encoded from the same pixels: the latents the saved session held
 
     # ---- one chunk ------------------------------------------------------------------------
 
@@ -186,7 +216,7 @@ class Streamer:
     def step(self, c2w: Tensor, times: Tensor) -> list[Frame]:
         """Generate the next chunk at poses c2w (F, 4, 4) and times (F,) seconds. Observed frames
         still waiting (`observe`) take the chunk's first places, at their own poses and times."""
-        if not self.started:
+        if not self.state.started:
             raise WorldplayError("streamer: call reset(first_frame, prompt) before step()")
         Fc = self.cfg.dit.chunk_frames
         if tuple(c2w.shape) != (Fc, 4, 4) or tuple(times.shape) != (Fc,):
@@ -196,29 +226,29 @@ class Streamer:
 
     def _chunk(self, c2w: Tensor, times: Tensor) -> list[Frame]:
         """One chunk whose first P frames are the pending observed ones (P may be the whole chunk)."""
-        Fc = self.cfg.dit.chunk_frames
-        known = self.pending[:Fc]
+        Fc, st = self.cfg.dit.chunk_frames, self.state
+        known = st.pending[:Fc]
         P = len(known)
-        zk = self.z_pending[:P] if P else None                                    # (P, C, h, w)
+        zk = st.z_pending[:P] if P else None                                    # (P, C, h, w)
         # 1. poses: observed frames sit at their own pose and time
         c2w = c2w.detach().to("cpu", torch.float32).clone()
         times = times.detach().to("cpu", torch.float64).clone()
         for i, f in enumerate(known):
             c2w[i], times[i] = f.c2w.float(), float(f.t)
         c2w_dev = c2w.to(self.device)   # one copy for the cameras and every memory query
-        frame_idx = torch.arange(self.frame, self.frame + Fc, device=self.device)
+        frame_idx = torch.arange(st.frame, st.frame + Fc, device=self.device)
         cams = self.dit.cameras(c2w_dev[None].to(self.cam_dtype), self.K)                    # (1, F)
         # 2. memory
         with self._timed("retrieve"), self.memory_lock:
             mem, canvas = self._recall(c2w_dev, frame_idx)
         # 3. denoise (nothing to denoise in a chunk that was all observed)
         with self._timed("denoise"):
-            mem_kv = self.dit.memory_kv(mem, self.cond, self.cache)                # once per chunk
+            mem_kv = self.dit.memory_kv(mem, st.cond, self.cache)                # once per chunk
             x = zk[None] if P == Fc else self._denoise(cams, frame_idx, mem_kv, canvas, zk)   # (1, F, C, h, w)
         # 4. clean pass: this chunk's K/V go into the cache
         with self._timed("clean_pass"):
             t0 = torch.zeros(1, Fc, dtype=self.dtype, device=self.device)
-            self.dit.forward_chunk(x, t0, cams, self.cond, frame_idx=frame_idx, canvas=canvas, cache=self.cache,
+            self.dit.forward_chunk(x, t0, cams, st.cond, frame_idx=frame_idx, canvas=canvas, cache=self.cache,
                                    mem_kv=mem_kv, write=True)
         # 5. decode the generated frames; observed ones keep their own pixels, depth and masks
         v = self.cfg.vae
@@ -241,13 +271,13 @@ class Streamer:
                     self.memory.insert(token_features(x[0, f].float(), p), depth[f], c2w_dev[f], self.K,
                                        float(times[f]), dyn)
         # 7. hand over
-        self.pending = self.pending[P:]
-        self.z_pending = self.z_pending[P:] if self.pending else None
-        self.poses = torch.cat([self.poses, c2w])
-        self.times = torch.cat([self.times, times])
-        self.chunk += 1
-        self.frame += Fc
-        self.stats["chunks"] = self.chunk
+        st.pending = st.pending[P:]
+        st.z_pending = st.z_pending[P:] if st.pending else None
+        st.poses = torch.cat([st.poses, c2w])
+        st.times = torch.cat([st.times, times])
+        st.chunk += 1
+        st.frame += Fc
+        st.stats["chunks"] = st.chunk
         return [Frame(rgb=rgb_u8[f], depth=depth[f], dynamic=dynamic[f], c2w=c2w[f].clone(), t=float(times[f]))
                 for f in range(Fc)]
 
@@ -261,7 +291,7 @@ class Streamer:
             tt = torch.full((1, Fc), t, dtype=self.dtype, device=self.device)
             if P:   # observed frames are clean at every step
                 x[:, :P], tt[:, :P] = zk, 0.0
-            v = self.dit.forward_chunk(x, tt, cams, self.cond, frame_idx=frame_idx, canvas=canvas,
+            v = self.dit.forward_chunk(x, tt, cams, self.state.cond, frame_idx=frame_idx, canvas=canvas,
                                        cache=self.cache, mem_kv=mem_kv)
             x = sampler_step(x, v, t, t_next, SAMPLER_MODE, self.generator)
         if P:
@@ -273,17 +303,18 @@ class Streamer:
         mem, canvas = recall(self.dit, self.memory, c2w, self.K, frame_idx, budget=self.cfg.dit.memory_tokens,
                              min_age=self._min_age(), use_tokens=self.use_tokens, use_canvas=self.use_canvas,
                              dtype=self.dtype, cam_dtype=self.cam_dtype)
-        self.stats["memory_tokens"] = len(mem) if mem is not None else 0
+        self.state.stats["memory_tokens"] = len(mem) if mem is not None else 0
         return mem, canvas
 
     def _min_age(self) -> float:
         """Retrieval skips entries from frames still in the KV window (sink excepted: it is old)."""
         d = self.cfg.dit
         window_frames = d.window_chunks * d.chunk_frames
-        first_in_window = max(self.frame - window_frames, 0)
-        if self.frame == 0 or first_in_window >= self.times.shape[0]:
+        frame, times = self.state.frame, self.state.times
+        first_in_window = max(frame - window_frames, 0)
+        if frame == 0 or first_in_window >= times.shape[0]:
             return 0.0
-        return max(self.memory.now - float(self.times[first_in_window]) + WINDOW_EPS, 0.0)
+        return max(self.memory.now - float(times[first_in_window]) + WINDOW_EPS, 0.0)
 
     @contextmanager
     def _timed(self, stage: str):
@@ -292,5 +323,5 @@ class Streamer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         ms = (time.perf_counter() - start) * 1e3
-        self.stats["ms"][stage] = ms
-        self.stats["total_ms"][stage] += ms
+        self.state.stats["ms"][stage] = ms
+        self.state.stats["total_ms"][stage] += ms

@@ -29,21 +29,19 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from worldplay.errors import WorldplayError
-from worldplay.eval.png import downscale, tile, write_png
 from worldplay.memory.memory import MosaicMemory
 from worldplay.model.dit import DiT, MemoryTokens
-from worldplay.model.prope import ProjCams
 from worldplay.model.embed import token_features
 from worldplay.model.presets import ModelConfig
-from worldplay.model.vae import RGBDVAE, load_vae_state, tensor_to_uint8
+from worldplay.model.prope import ProjCams
+from worldplay.model.vae import RGBDVAE, tensor_to_uint8
+from worldplay.png import downscale, tile, write_png
 from worldplay.stream.recall import recall
-from worldplay.stream.sampler import FlowSchedule, shift_t, x0_from_v
+from worldplay.stream.sampler import FlowSchedule, add_noise, shift_t, x0_from_v
 from worldplay.stream.streamer import memory_config_for
 from worldplay.train.frames import VALIDATION_SEED_START
-from worldplay.train.latents import Clip, LatentSet, build_cache, calibrate_on, full_res_K
+from worldplay.train.latents import Clip, LatentSet, full_res_K
 from worldplay.train.vae import psnr_rgb
-from worldplay.train.weights import save_vae, weights_from
 
 MODES = ("full", "rope", "latent", "off")
 
@@ -207,7 +205,7 @@ class CausalStage:
         t = torch.cat([tw[0] for tw in times]).to(self.device)                     # (B, T)
         w = torch.cat([tw[1] for tw in times]).to(self.device)
         eps = torch.cat(noise).to(self.device)                                     # (B, T, C, h, w)
-        xt = (1 - t)[..., None, None, None] * x0 + t[..., None, None, None] * eps
+        xt = add_noise(x0, eps, t)                                                  # (B, T, C, h, w)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             v = self.module.forward_full(xt, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
         err = ((v.float() - (eps - x0)) ** 2).mean(dim=(2, 3, 4))                 # (B, T)
@@ -251,7 +249,7 @@ class CausalStage:
             v = module.forward_full(x, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
             x0_hat = x0_from_v(x[:, -Fc:], v[:, -Fc:].float(), tc)   # x0-renoise, as the streamer samples
             noise = torch.randn(x0_hat.shape, generator=g).to(self.device)    # CPU generator: same on any device
-            x[:, -Fc:] = x0_hat if tn <= 0 else (1 - tn) * x0_hat + tn * noise
+            x[:, -Fc:] = x0_hat if tn <= 0 else add_noise(x0_hat, noise, tn)
         return x[0, -Fc:]                                                         # (F, C, h, w)
 
     def validate(self, module: DiT) -> dict[str, float]:
@@ -301,36 +299,3 @@ def collate(parts: list[tuple], empty_memory) -> tuple:
         memory.append(MemoryTokens(torch.cat([r.feats for r in rows]), torch.cat([r.pos for r in rows]), cam,
                                    torch.cat([r.valid for r in rows])))
     return torch.cat(x0), cams_b, frame_idx[0], torch.cat(prompt), canvas, memory
-
-
-def build_stage(stage: str, cfg: ModelConfig, args, device: str) -> CausalStage:
-    """The causal or forcing stage from the command line: VAE from --vae (or --init), DiT from
-    --init / --dit (forcing needs one: it starts from a causal run), latents cached in --cache."""
-    from worldplay.train.forcing import ForcingConfig, ForcingStage  # noqa: PLC0415 (forcing.py builds on this module)
-
-    vae_src = args.vae or args.init
-    if vae_src is None:
-        raise WorldplayError(f"train {stage}: say which VAE encodes the latents: --vae runs/vae or --init MODEL")
-    vae = RGBDVAE(cfg.vae)
-    load_vae_state(vae, weights_from(vae_src, "vae"))
-    dit = DiT(cfg, seed=args.seed)
-    dit_src = args.dit or args.init
-    if dit_src:
-        dit.load_state_dict(weights_from(dit_src, "dit"))
-    elif stage == "forcing":
-        raise WorldplayError("train forcing starts from a trained causal model: --dit runs/causal or --init MODEL")
-    else:
-        dit.reset_parameters(args.seed, zero_gates=True)
-    batch = args.batch or (16 if device.startswith("cuda") else 1)
-    fc = ForcingConfig(causal=CausalConfig(episodes=max(2, batch), batch=batch))
-    sc = fc.causal if stage == "forcing" else CausalConfig(episodes=max(4, batch), batch=batch)
-    cache = Path(args.cache)
-    vae = vae.to(device).eval()
-    clips = build_cache(cache / "train", vae, cfg, sc.data, progress=not args.no_progress)
-    val = build_cache(cache / "val", vae, cfg, sc.val, progress=not args.no_progress)
-    calibrate_on(vae, clips, val)   # a fresh VAE run: its latents get unit scale before the DiT sees any
-    save_vae(vae, Path(args.out or f"runs/{stage}"), vae_src)   # the DiT's latent space travels with its run
-    bf16 = args.bf16 or device.startswith("cuda")
-    if stage == "forcing":
-        return ForcingStage(dit, vae, cfg, clips, val, fc, device, bf16)
-    return CausalStage(dit, vae, cfg, clips, val, sc, device, bf16)

@@ -29,7 +29,7 @@ from worldplay.model.dit import DiT
 from worldplay.model.embed import token_features
 from worldplay.model.presets import ModelConfig
 from worldplay.model.vae import RGBDVAE
-from worldplay.stream.sampler import FlowSchedule
+from worldplay.stream.sampler import FlowSchedule, add_noise
 from worldplay.stream.streamer import memory_config_for
 from worldplay.train.causal import MODES, CausalConfig, CausalStage, Example, keyed_rng
 from worldplay.train.latents import Clip
@@ -106,7 +106,7 @@ class ForcingStage(CausalStage):
         t[:, -Fc:] = self._t(g)
         t = t.to(self.device)
         eps = torch.randn(x0.shape, generator=g).to(self.device)
-        xt = (1 - t)[..., None, None, None] * x0 + t[..., None, None, None] * eps
+        xt = add_noise(x0, eps, t)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             v = self.module.forward_full(xt, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
         loss = ((v.float() - (eps - x0))[:, -Fc:] ** 2).mean()

@@ -19,10 +19,11 @@ import torch
 from torch import Tensor
 
 from worldplay.config import ImageConfig
-from worldplay.world.frame import Frame
+from worldplay.frame import Frame
 from worldplay.world.render import Renderer
-from worldplay.world.scene import CLEAR_INNER, make_scene
+from worldplay.world.scene import make_scene
 from worldplay.world.trajectories import poses_from
+from worldplay.world.zones import CLEAR_INNER
 
 VALIDATION_SEED_START = 900_000   # below the held-out seeds, far above any training stream
 

@@ -35,9 +35,9 @@ def read_losses(run: Path) -> dict[str, list[float]]:
 
 
 def plot_runs(out: Path, runs: list[Path]) -> Path:
-    import matplotlib  # noqa: PLC0415 (heavy optional dependency: only for README pictures)
+    import matplotlib  # matplotlib: a heavy optional dependency (the plots extra), only for README pictures
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt  # matplotlib, after choosing its backend
 
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.4), squeeze=False)
     for ax, run in zip(axes[0], runs):

@@ -1,22 +1,31 @@
-"""Build a stage from the command line and run it through the shared loop."""
+"""Build a stage from the command line and run it through the shared loop.
+
+The one module that knows every stage: forcing.py builds on causal.py, so choosing between them
+happens here, above both.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from worldplay.devices import resolve_device
 from worldplay.errors import WorldplayError
-from worldplay.model.presets import get_preset
-from worldplay.train.loop import LoopConfig, train
-from worldplay.train.causal import build_stage
+from worldplay.model.dit import DiT
+from worldplay.model.presets import ModelConfig, get_preset
+from worldplay.model.vae import RGBDVAE, load_vae_state
+from worldplay.train.causal import CausalConfig, CausalStage
 from worldplay.train.export import export
+from worldplay.train.forcing import ForcingConfig, ForcingStage
+from worldplay.train.latents import build_cache, calibrate_on
+from worldplay.train.loop import LoopConfig, train
 from worldplay.train.run import Schedule
 from worldplay.train.vae import VAEStage, make_vae
-from worldplay.train.weights import weights_from
+from worldplay.train.weights import save_vae, weights_from
 
 DEFAULT_LR = {"vae": 1e-3, "causal": 3e-4, "forcing": 1e-4}
 PRESET = "tiny"   # the model trained and shipped here; larger presets are for GPUs
@@ -55,9 +64,7 @@ def run_stage(stage: str, out: Path, args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = get_preset(PRESET)
-    device = start_distributed(args.device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise WorldplayError(f"--device {device}: this torch build sees no CUDA GPU; use --device cpu")
+    device = start_distributed(str(resolve_device(args.device)))
     if stage == "vae":
         init = weights_from(args.init, "vae") if args.init else None
         st = VAEStage(make_vae(cfg.vae, init, args.seed), device=device)
@@ -65,3 +72,34 @@ def run_stage(stage: str, out: Path, args) -> int:
         st = build_stage(stage, cfg, args, device)
     train(st, out, loop_config(stage, args), init=args.init or "scratch")
     return 0
+
+
+def build_stage(stage: str, cfg: ModelConfig, args, device: str) -> CausalStage:
+    """The causal or forcing stage from the command line: VAE from --vae (or --init), DiT from
+    --init / --dit (forcing needs one: it starts from a causal run), latents cached in --cache."""
+    vae_src = args.vae or args.init
+    if vae_src is None:
+        raise WorldplayError(f"train {stage}: say which VAE encodes the latents: --vae runs/vae or --init MODEL")
+    vae = RGBDVAE(cfg.vae)
+    load_vae_state(vae, weights_from(vae_src, "vae"))
+    dit = DiT(cfg, seed=args.seed)
+    dit_src = args.dit or args.init
+    if dit_src:
+        dit.load_state_dict(weights_from(dit_src, "dit"))
+    elif stage == "forcing":
+        raise WorldplayError("train forcing starts from a trained causal model: --dit runs/causal or --init MODEL")
+    else:
+        dit.reset_parameters(args.seed, zero_gates=True)
+    batch = args.batch or (16 if device.startswith("cuda") else 1)
+    fc = ForcingConfig(causal=CausalConfig(episodes=max(2, batch), batch=batch))
+    sc = fc.causal if stage == "forcing" else CausalConfig(episodes=max(4, batch), batch=batch)
+    cache = Path(args.cache)
+    vae = vae.to(device).eval()
+    clips = build_cache(cache / "train", vae, cfg, sc.data, progress=not args.no_progress)
+    val = build_cache(cache / "val", vae, cfg, sc.val, progress=not args.no_progress)
+    calibrate_on(vae, clips, val)   # a fresh VAE run: its latents get unit scale before the DiT sees any
+    save_vae(vae, Path(args.out or f"runs/{stage}"), vae_src)   # the DiT's latent space travels with its run
+    bf16 = args.bf16 or device.startswith("cuda")
+    if stage == "forcing":
+        return ForcingStage(dit, vae, cfg, clips, val, fc, device, bf16)
+    return CausalStage(dit, vae, cfg, clips, val, sc, device, bf16)

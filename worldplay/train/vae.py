@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from worldplay.config import ImageConfig
-from worldplay.eval.png import downscale, tile, write_png
 from worldplay.model.presets import VAEConfig
 from worldplay.model.vae import RGBDVAE, frames_to_tensor, load_vae_state, tensor_to_uint8
+from worldplay.png import downscale, tile, write_png
 from worldplay.train.frames import FramePool, FrameStream, validation_frames
 
 

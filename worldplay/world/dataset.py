@@ -32,11 +32,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
+from tqdm import tqdm
 
 from worldplay.camera import intrinsics
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.fileio import atomic_path
+from worldplay.world.render import Renderer
+from worldplay.world.scene import make_scene
+from worldplay.world.trajectories import PATHS, make_trajectory
 
 HELDOUT_SEED_START = 1_000_000     # seeds at or above this are evaluation scenes only
 MAX_SHARD_BYTES = 15 * 2 ** 20     # keep shards small enough to move/check in one by one
@@ -183,9 +187,6 @@ def make_trajectory_shards(out: Path, todo: list[ShardPlan], image: ImageConfig,
                            device: str = "cpu", on_frame=None) -> list[Path]:
     """Render and write the parts `todo` (all of one scene and trajectory, from `plan`);
     returns written files. `on_frame()` is called after each rendered frame (progress bars)."""
-    from worldplay.world.render import Renderer          # noqa: PLC0415 (heavy; only when rendering)
-    from worldplay.world.scene import make_scene          # noqa: PLC0415
-    from worldplay.world.trajectories import make_trajectory  # noqa: PLC0415
     if not todo:
         return []
     seed, path, n_frames = todo[0].seed, todo[0].path, todo[0].n_frames
@@ -207,8 +208,6 @@ def make_dataset(out: str | Path, scenes: int, frames: int, start_seed: int | No
                  split: str = "train", paths: list[str] | None = None, image: ImageConfig = ImageConfig(),
                  device: str = "cpu", progress: bool = True) -> dict:
     """`worldplay world make`: scenes x paths trajectories of `frames` frames into `out`."""
-    from tqdm import tqdm  # noqa: PLC0415
-    from worldplay.world.trajectories import PATHS  # noqa: PLC0415
     if scenes < 1 or frames < 2:
         raise WorldplayError(f"need --scenes >= 1 and --frames >= 2 (got {scenes}, {frames})")
     start = (0 if split == "train" else HELDOUT_SEED_START) if start_seed is None else start_seed

@@ -1,6 +1,6 @@
 """Where things go: seeded placement of objects and movers around the free annulus.
 
-Zones, by distance d from the centre in the ground plane (radius R, see scene.py):
+Zones, by distance d from the centre in the ground plane (radius R, see zones.py):
   d <= CLEAR_INNER * R - CLEARANCE       one centrepiece
   up to R + CLEARANCE                    free below HEADROOM (camera paths); flyers above it
   R + CLEARANCE .. + LANE_WIDTH          ground-level orbiters circle here, nothing else
@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from worldplay.vocab import SceneWords
 from worldplay.world.palettes import Theme
 from worldplay.world.primitives import BOX, CYLINDER, PRIM_COLS, SPHERE
-from worldplay.world.scene import (BOUNCE, CLEAR_INNER, CLEARANCE, HEADROOM, MOVER_COLS, ORBIT,
-                                   PATROL_X, PATROL_Z)
 from worldplay.world.textures import Material
-from worldplay.world.vocab import SceneWords
+from worldplay.world.zones import BOUNCE, CLEAR_INNER, CLEARANCE, HEADROOM, MOVER_COLS, ORBIT, PATROL_X, PATROL_Z
 
 LANE_WIDTH = 2.0        # metres of ring reserved for ground-level orbiters
 GAP = 0.4               # metres between any two footprints

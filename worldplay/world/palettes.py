@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from worldplay.world.textures import (BRICKS, CHECKER, FLAT, GRID, NOISE, RGB, STRIPES,
-                                      Material)
+from worldplay.errors import WorldplayError
+from worldplay.vocab import VOCAB
+from worldplay.world.textures import BRICKS, CHECKER, FLAT, GRID, NOISE, RGB, STRIPES, Material
 
 
 @dataclass(frozen=True)
@@ -126,3 +127,8 @@ SKIES: dict[str, Sky] = {
                  sun_dir=_sun(40.0, 150.0), sun_color=(0.42, 0.48, 0.66),
                  ambient=(0.26, 0.28, 0.38)),
 }
+
+# One look per scene word, in the vocabulary's order (the seed picks words by position).
+if tuple(THEMES) != VOCAB["theme"] or tuple(SKIES) != VOCAB["time"]:
+    raise WorldplayError(f"palettes: themes {tuple(THEMES)} / skies {tuple(SKIES)} must match the scene "
+                         f"words {VOCAB['theme']} / {VOCAB['time']} in worldplay/vocab.py, in order")

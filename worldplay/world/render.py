@@ -15,11 +15,11 @@ from torch import Tensor
 
 from worldplay.camera import camera_rays, intrinsics
 from worldplay.config import ImageConfig, WorldConfig
+from worldplay.devices import resolve_device, torch_threads
 from worldplay.errors import WorldplayError
-from worldplay.world.frame import SKY_DEPTH, Frame
-from worldplay.world.primitives import (FIRST_PRIM_ID, GROUND, GROUND_ID, ROOM, ROOM_ID,
-                                        SKY_ID, Rays, ground_t, intersect, merge,
-                                        pack_constant, room_t, screen_rects, unpack)
+from worldplay.frame import SKY_DEPTH, Frame
+from worldplay.world.primitives import (FIRST_PRIM_ID, GROUND, GROUND_ID, ROOM, ROOM_ID, SKY_ID, Rays, ground_t,
+                                        intersect, merge, pack_constant, room_t, screen_rects, unpack)
 from worldplay.world.scene import Scene
 from worldplay.world.shading import GBuffer, owner_rect
 
@@ -29,14 +29,6 @@ DEFAULT_FOG = (WorldConfig.fog_start, WorldConfig.fog_end)
 # second core buys little, and OpenMP's spin-waiting collapses when that core is busy (2-core
 # box with other load: 150-470 ms/frame at 2 threads vs 20-40 ms at 1). None = leave as is.
 RENDER_THREADS = 1
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise WorldplayError(f"device '{device}' requested but CUDA is not available; "
-                             "use --device cpu")
-    return dev
 
 
 class Renderer:
@@ -85,14 +77,8 @@ class Renderer:
 
     def render(self, c2w: Tensor, t: float = 0.0, K: Tensor | None = None) -> Frame:
         """Frame seen from camera-to-world pose c2w (4, 4) at time t seconds."""
-        prev = torch.get_num_threads()
-        if self.threads and self.threads != prev:
-            torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             return self._render(c2w, t, K)
-        finally:
-            if self.threads and self.threads != prev:
-                torch.set_num_threads(prev)
 
     def _render(self, c2w: Tensor, t: float, K: Tensor | None) -> Frame:
         if tuple(c2w.shape) != (4, 4):

@@ -1,16 +1,9 @@
 """MosaicWorld scenes: what is where, as flat tensors, and how movers move with time.
 
 `make_scene(seed, prompt)` is deterministic in (seed, prompt). The room is a square of
-2 * HALF_SIZE metres bounded by walls; `center` sits at eye height in its middle.
-
-Walkable guarantee (what scripted camera paths rely on): below HEADROOM metres nothing solid,
-static or moving, ever comes within the annulus
-    CLEAR_INNER * radius - CLEARANCE  <  |xz - center|  <  radius + CLEARANCE.
-So a camera path that stays within CLEAR_INNER * radius .. radius of `center` (e.g. circles of
-0.3..0.9 * radius) at eye height never passes through an object and keeps at least CLEARANCE
-metres from every one; movers above the annulus (flyers) keep their lowest point above
-HEADROOM. The disc inside the annulus may hold one centrepiece to orbit around; objects
-outside it fill the rest of the room. tests/test_world.py checks this over seeds and times.
+2 * HALF_SIZE metres bounded by walls; `center` sits at eye height in its middle. Where objects
+may not stand, so that scripted camera paths stay clear, is zones.py's walkable guarantee;
+layout.py places the objects.
 """
 
 from __future__ import annotations
@@ -22,21 +15,12 @@ from torch import Tensor
 
 from worldplay.camera import yaw_pitch_pose
 from worldplay.errors import WorldplayError
+from worldplay.vocab import resolve_words
+from worldplay.world.layout import build_layout
 from worldplay.world.palettes import SKIES, THEMES, Sky
 from worldplay.world.primitives import BOX, CYLINDER, MAX_PRIMS, PRIM_COLS, SPHERE
 from worldplay.world.textures import MAT_COLS, Material, material_table
-from worldplay.world.vocab import VOCAB, resolve_words
-
-HALF_SIZE = 20.0       # room is [-20, 20] m in x and z: room to walk, small enough to revisit
-EYE_HEIGHT = 1.6       # metres, a standing person
-RADIUS = 9.0           # free walkable radius around the centre
-CLEAR_INNER = 0.25     # inside this fraction of the radius a centrepiece may stand
-CLEARANCE = 0.5        # metres between the walkable annulus and any object: a body's width
-HEADROOM = 3.0         # metres; flying movers keep their lowest point above this
-
-# Mover table columns: [kind, sx, sy, sz, mat, motion, ax, ay, az, amp, omega, phase, bob]
-MOVER_COLS = 13
-ORBIT, BOUNCE, PATROL_X, PATROL_Z = 0, 1, 2, 3
+from worldplay.world.zones import BOUNCE, EYE_HEIGHT, HALF_SIZE, MOVER_COLS, ORBIT, PATROL_X, PATROL_Z, RADIUS
 
 
 @dataclass
@@ -127,8 +111,6 @@ class Scene:
 
 def make_scene(seed: int, prompt: str | None = None) -> Scene:
     """Deterministic scene from (seed, prompt). Unknown words raise WorldplayError."""
-    from worldplay.world.layout import build_layout   # layout builds on this module's constants
-
     words = resolve_words(seed, prompt)
     theme = THEMES[words.theme]
     lay = build_layout(seed, words, theme, HALF_SIZE, RADIUS)
@@ -137,6 +119,3 @@ def make_scene(seed: int, prompt: str | None = None) -> Scene:
                  ground_mat=0, wall_mat=1, half_size=HALF_SIZE, wall_height=theme.wall_height,
                  center=(0.0, EYE_HEIGHT, 0.0), radius=RADIUS, layout_notes=lay.notes)
 
-
-__all__ = ["VOCAB", "Scene", "make_scene", "HALF_SIZE", "RADIUS", "CLEAR_INNER", "CLEARANCE",
-           "HEADROOM", "MOVER_COLS", "ORBIT", "BOUNCE", "PATROL_X", "PATROL_Z"]

@@ -14,11 +14,12 @@ import re
 from dataclasses import dataclass
 
 from worldplay.errors import WorldplayError
-from worldplay.world.palettes import SKIES, THEMES
 
+# The words come first and their looks follow: world/palettes.py has one Theme per theme word and
+# one Sky per time word (it checks so on import), so the model's word embedding needs no world.
 VOCAB: dict[str, tuple[str, ...]] = {
-    "theme": tuple(THEMES),                                         # palette and ground/walls
-    "time": tuple(SKIES),                                           # sky, sun and light colour
+    "theme": ("desert", "forest", "city", "snow", "ruins", "garden"),   # palette and ground/walls
+    "time": ("dawn", "noon", "dusk", "night"),                         # sky, sun and light colour
     "features": ("pillars", "boxes", "spheres", "walls", "arches"),  # which objects appear
     "motion": ("calm", "busy"),                                     # how many movers, how fast
 }

@@ -17,9 +17,18 @@ import sys
 from dataclasses import replace
 from datetime import datetime, timezone
 
+import torch
+
+from worldplay.devices import resolve_device
 from worldplay.errors import WorldplayError
 from worldplay.fileio import atomic_write_bytes, check_writable
+from worldplay.memory.bench import bench_memory
+from worldplay.sources.bench import bench_source
+from worldplay.sources.capabilities import close_source
+from worldplay.sources.model import ModelSource
+from worldplay.sources.registry import make_source, source_spec
 from worldplay.sources.spec import SPEC_HELP
+from worldplay.stream.bench import bench_streamer, check_kernels
 
 DEFAULT_SOURCE = "world"
 MODEL_KIND = "model"          # the kind benchmarked through the streamer's own bench
@@ -46,21 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _machine(device: str) -> dict:
-    import torch
     m = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
          "cpu threads": torch.get_num_threads(), "machine": platform.machine(),
          "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     if device.startswith("cuda"):
         m["gpu"] = torch.cuda.get_device_name(0)
     return m
-
-
-def _check_device(device: str) -> None:
-    import torch
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise WorldplayError("--device cuda asked for, but torch sees no CUDA GPU here; use --device cpu")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise WorldplayError(f"unknown --device {device!r}; use cpu or cuda")
 
 
 def _fmt(v) -> str:
@@ -72,7 +72,6 @@ def _fmt(v) -> str:
 
 
 def _bench_memory(args: argparse.Namespace) -> dict:
-    from worldplay.memory.bench import bench_memory
     if args.memory is not True:   # the old `--memory off` chose a model's memory paths
         raise WorldplayError(f"--memory {args.memory}: memory modes are part of the source spec now, "
                              f"e.g. --source model@{args.memory}; a bare --memory benchmarks the memory")
@@ -84,12 +83,6 @@ def _bench_memory(args: argparse.Namespace) -> dict:
 
 
 def _bench_source(args: argparse.Namespace) -> dict:
-    from worldplay.sources.bench import bench_source
-    from worldplay.sources.capabilities import close_source
-    from worldplay.sources.model import ModelSource
-    from worldplay.sources.registry import make_source, source_spec
-    from worldplay.stream.bench import bench_streamer, check_kernels
-
     spec = source_spec(args.source or DEFAULT_SOURCE)
     if spec.kind != MODEL_KIND:
         if args.steps is not None or args.chunk is not None or args.kernels != "torch":
@@ -111,7 +104,7 @@ def _bench_source(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_device(args.device)
+    args.device = str(resolve_device(args.device))   # resolved once: "auto" and typos end here
     if args.json_path:
         check_writable(args.json_path)
     if args.seconds <= 0:

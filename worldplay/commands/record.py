@@ -15,11 +15,20 @@ import argparse
 import sys
 import time
 
+import torch
+from tqdm import tqdm
+
+from worldplay.client.recorder import Mp4Recorder
 from worldplay.config import ImageConfig
+from worldplay.devices import resolve_device
 from worldplay.errors import WorldplayError
+from worldplay.fileio import check_writable
 from worldplay.procstats import peak_rss_mb, rss_mb
-from worldplay.sources.capabilities import Reports
+from worldplay.sources.capabilities import Prefetching, Reports, close_source, set_context
+from worldplay.sources.registry import make_source, source_spec
 from worldplay.sources.spec import SPEC_HELP
+from worldplay.world.scene import make_scene
+from worldplay.world.trajectories import resolve_path
 
 DEFAULT_SECONDS = 10.0   # a named path with no --seconds: long enough to close an orbit or loop
 MAX_FPS = 120.0          # beyond this the request is a typo, not a frame rate
@@ -50,12 +59,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _validate(args) -> tuple:
     """Everything that can fail before rendering: (source, trajectory, out path)."""
-    from worldplay.fileio import check_writable  # noqa: PLC0415
-    from worldplay.sources.capabilities import set_context  # noqa: PLC0415
-    from worldplay.sources.registry import make_source, resolve_device, source_spec  # noqa: PLC0415
-    from worldplay.world.scene import make_scene  # noqa: PLC0415
-    from worldplay.world.trajectories import resolve_path  # noqa: PLC0415
-
     if not 1 <= args.fps <= MAX_FPS:
         raise WorldplayError(f"--fps {args.fps:g} is out of range; use 1..{MAX_FPS:g} (default 16)")
     if args.seconds is not None and not args.seconds > 0:
@@ -109,12 +112,6 @@ class Watch:
 def _render(source, traj, out, fps: float, progress: bool, watch: Watch) -> tuple[int, float, bool]:
     """Render `traj` through `source` into `out`: (frames written, seconds, interrupted).
     On Ctrl-C the recorder finalises the frames it has, so the file is still playable."""
-    import torch  # noqa: PLC0415
-    from tqdm import tqdm  # noqa: PLC0415
-
-    from worldplay.client.recorder import Mp4Recorder  # noqa: PLC0415
-    from worldplay.sources.capabilities import Prefetching  # noqa: PLC0415
-
     n, chunk, image = len(traj), max(1, int(source.chunk)), ImageConfig()
     start = time.perf_counter()
     rec = Mp4Recorder(out, fps=fps, width=image.width, height=image.height)
@@ -137,8 +134,6 @@ def _render(source, traj, out, fps: float, progress: bool, watch: Watch) -> tupl
 
 
 def run(args) -> int:
-    from worldplay.sources.capabilities import close_source  # noqa: PLC0415
-
     source, traj, out = _validate(args)
     watch = Watch(source, args.report_every, lambda line: print(line, file=sys.stderr, flush=True))
     try:

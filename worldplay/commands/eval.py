@@ -7,6 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from worldplay.errors import WorldplayError
+from worldplay.eval.protocol import LONG, QUICK, ProtocolConfig, protocol_dict, run_protocol
+from worldplay.eval.report import markdown, write_json, write_report
+from worldplay.fileio import check_writable
+from worldplay.procstats import peak_rss_mb
+from worldplay.sources.registry import make_source, source_specs
 from worldplay.sources.spec import SPEC_HELP
 
 
@@ -29,7 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def protocol_config(args):
-    from worldplay.eval.protocol import LONG, QUICK, ProtocolConfig  # noqa: PLC0415
     cfg = QUICK if args.quick else LONG if args.long else ProtocolConfig()
     if args.scenes is not None:
         if args.scenes < 1:
@@ -43,11 +47,6 @@ def protocol_config(args):
 
 
 def run(args) -> int:
-    from worldplay.eval.protocol import protocol_dict, run_protocol  # noqa: PLC0415
-    from worldplay.procstats import peak_rss_mb  # noqa: PLC0415
-    from worldplay.eval.report import markdown, write_json, write_report  # noqa: PLC0415
-    from worldplay.fileio import check_writable  # noqa: PLC0415
-    from worldplay.sources.registry import make_source, source_specs  # noqa: PLC0415
     specs = source_specs(args.source)      # every spec checked first: a bad one fails in one line
     if args.json:
         check_writable(args.json)          # fail before minutes of work, not after

@@ -1,18 +1,14 @@
-"""Reference attention over the streamer's segments: [sink | window | memory | current].
+"""Reference attention over the streamer's segments: [sink | window | memory | current], for tests.
 
 Plain torch, straightforward on purpose: it states the encodings and mask rules in one place and
-the tests check PRoPE / RoPE / cache invariances through it. The DiT itself uses only the
-encoders here (encode_q / encode_kv / decode_o), with its own mask (dit.full_mask) and the
-attention dispatch of kernels/ (whose torch reference is kernels/attention.py).
+the tests check PRoPE / RoPE / cache invariances through it. The DiT uses only the encoders
+(worldplay/model/encodings.py), with its own mask (dit.full_mask) and the attention dispatch of
+kernels/ (whose torch reference is kernels/attention_reference.py).
 
 The key sequence is the concatenation of the segments. The *fresh* tokens - the last
 `q.shape[2]` of the sequence - come in raw (q, k, v) with their cameras and positions, and are
-encoded here (PRoPE on the leading dims, RoPE on the rest). Everything before them comes from the
+encoded (PRoPE on the leading dims, RoPE on the rest). Everything before them comes from the
 cache already encoded: because the encodings are per token, K and V are cached after them.
-
-Typical calls: the memory pass (fresh = memory tokens, once per chunk, no current segment), a
-denoising step (fresh = current tokens, memory K/V from the memory pass in the cache), or both
-at once (fresh = memory + current, as the teacher does).
 
 Mask rules (True = may attend):
 - current tokens see sink, window and memory; among themselves all (bidirectional) or frames
@@ -31,8 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from worldplay.errors import WorldplayError
-from worldplay.model.prope import ProjCams, prope_kv, prope_o, prope_q
-from worldplay.model.rope import DEFAULT_BASE, HeadLayout, apply_rope, rope_angles
+from worldplay.model.encodings import decode_o, encode_qkv
+from worldplay.model.prope import ProjCams
+from worldplay.model.rope import DEFAULT_BASE, HeadLayout
 
 SINK, WINDOW, MEMORY, CURRENT = range(4)
 MASK_MODES = ("bidirectional", "block_causal")
@@ -82,50 +79,14 @@ def build_block_mask(seg: Segments, n_query: int, mode: str = "bidirectional", d
 
 def encode_q(q: Tensor, layout: HeadLayout, cams: ProjCams | None, pos: Tensor | None,
              rope_base: float = DEFAULT_BASE) -> Tensor:
-    return _encode(q, layout, cams, _angles(layout, pos, rope_base), prope_q)
+    """Queries encoded as the DiT encodes them (encode_qkv, with q standing in for k and v)."""
+    return encode_qkv(q, q, q, layout, cams, pos, rope_base)[0]
 
 
 def encode_kv(k: Tensor, v: Tensor, layout: HeadLayout, cams: ProjCams | None, pos: Tensor | None,
               rope_base: float = DEFAULT_BASE) -> tuple[Tensor, Tensor]:
     """K and V as they go into the cache: PRoPE on both, RoPE on K only."""
-    k = _encode(k, layout, cams, _angles(layout, pos, rope_base), prope_kv)
-    v = _encode(v, layout, cams, None, prope_kv)
-    return k, v
-
-
-def encode_qkv(q: Tensor, k: Tensor, v: Tensor, layout: HeadLayout, cams: ProjCams | None,
-               pos: Tensor | None, rope_base: float = DEFAULT_BASE) -> tuple[Tensor, Tensor, Tensor]:
-    """encode_q and encode_kv for tokens that share positions, with the RoPE angles computed once."""
-    rope = _angles(layout, pos, rope_base)
-    return (_encode(q, layout, cams, rope, prope_q), _encode(k, layout, cams, rope, prope_kv),
-            _encode(v, layout, cams, None, prope_kv))
-
-
-def decode_o(o: Tensor, layout: HeadLayout, cams: ProjCams | None) -> Tensor:
-    """Bring the PRoPE block of the output back into each query's camera frame."""
-    if cams is None or not layout.prope_dims:
-        return o
-    p = layout.prope_dims
-    return torch.cat([prope_o(o[..., :p], cams), o[..., p:]], dim=-1)
-
-
-def _angles(layout: HeadLayout, pos: Tensor | None, rope_base: float) -> tuple[Tensor, Tensor] | None:
-    """(cos, sin) of the RoPE block, or None when there is no RoPE to apply."""
-    if pos is None or not layout.rope_total:
-        return None
-    return rope_angles(pos, layout.rope_dims, rope_base)
-
-
-def _encode(x: Tensor, layout: HeadLayout, cams, rope: tuple[Tensor, Tensor] | None, prope_fn) -> Tensor:
-    if x.shape[-1] != layout.head_dim:
-        raise WorldplayError(f"attention: head_dim {x.shape[-1]} does not match the layout's {layout.head_dim}")
-    p = layout.prope_dims
-    head, tail = x[..., :p], x[..., p:]
-    if cams is not None and p:
-        head = prope_fn(head, cams)
-    if rope is not None:
-        tail = apply_rope(tail, *rope)
-    return torch.cat([head, tail], dim=-1)
+    return encode_qkv(k, k, v, layout, cams, pos, rope_base)[1:]
 
 
 def segment_attention(q: Tensor, k: Tensor, v: Tensor, *, segments: Segments, layout: HeadLayout,

@@ -6,8 +6,16 @@ import argparse
 import re
 from dataclasses import replace
 
+import torch
+
 from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
+from worldplay.fileio import check_writable
+from worldplay.png import tile, write_png
+from worldplay.world.dataset import make_dataset
+from worldplay.world.render import Renderer
+from worldplay.world.scene import make_scene
+from worldplay.world.trajectories import make_trajectory
 
 SHOW_FRAMES = 6            # views in a preview strip: enough to see the scene all round
 SHOW_SECONDS = 8.0         # the strip samples one orbit of this length
@@ -57,7 +65,6 @@ def run(args) -> int:
 
 
 def _make(args) -> int:
-    from worldplay.world.dataset import make_dataset  # noqa: PLC0415
     paths = [s.strip() for s in args.path.split(",") if s.strip()] if args.path else None
     summary = make_dataset(args.out, args.scenes, args.frames, args.start_seed, args.split, paths,
                            parse_size(args.size), args.device)
@@ -68,12 +75,6 @@ def _make(args) -> int:
 
 
 def _show(args) -> int:
-    import torch  # noqa: PLC0415
-    from worldplay.eval.png import tile, write_png  # noqa: PLC0415
-    from worldplay.fileio import check_writable  # noqa: PLC0415
-    from worldplay.world.render import Renderer  # noqa: PLC0415
-    from worldplay.world.scene import make_scene  # noqa: PLC0415
-    from worldplay.world.trajectories import make_trajectory  # noqa: PLC0415
     out = check_writable(args.out)
     image = parse_size(args.size)
     scene = make_scene(args.scene, args.prompt)

@@ -6,15 +6,16 @@ import argparse
 import os
 import platform
 
+import torch
+
+import worldplay
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     pass
 
 
 def collect() -> dict[str, str]:
-    import torch
-    import worldplay
-
     info = {"worldplay": worldplay.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "torch": torch.__version__,
             "cpu threads": str(torch.get_num_threads())}
@@ -23,7 +24,7 @@ def collect() -> dict[str, str]:
     else:
         info["cuda"] = "no (torch sees no CUDA device; everything runs on the CPU)"
     try:
-        import triton
+        import triton  # Triton is optional (the dev extra): whether it imports is what we report
         usable = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
         mode = "GPU kernels" if torch.cuda.is_available() else (
             "interpreter (TRITON_INTERPRET=1)" if usable else "installed, unused without CUDA")

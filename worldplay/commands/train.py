@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from worldplay.errors import WorldplayError
+from worldplay.train import stages
 
 STAGES = ("vae", "causal", "forcing", "export")
 
@@ -41,8 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from worldplay.train import stages  # noqa: PLC0415 (torch and the models: keeps `worldplay --help` fast)
-
     if args.minutes is not None and args.minutes <= 0:
         raise WorldplayError(f"--minutes must be positive (got {args.minutes})")
     out = Path(args.out or f"runs/{args.stage}")

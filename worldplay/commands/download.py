@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from worldplay.checkpoints import (Registry, default_download_dir, load_registry, local_files,
-                                   sha256_file, verify)
+from worldplay.checkpoints import Registry, default_download_dir, load_registry, local_files, sha256_file, verify
 from worldplay.errors import WorldplayError
 
 
@@ -75,7 +74,7 @@ def download(name: str, dest: str | Path | None = None, registry: Registry | Non
 
 def _fetch(repo: str, filename: str, revision: str | None, out: Path) -> None:
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download  # huggingface_hub: only a download needs it (network, slow import)
     except ImportError:
         raise WorldplayError("huggingface_hub is not installed; `pip install huggingface-hub` "
                              "to download models") from None

@@ -1,6 +1,5 @@
 """`worldplay play`: walk a world in a window (WASD + mouse), or offscreen with --headless.
 
-pygame, torch and the sources are imported inside `run` so `worldplay --help` stays fast.
 Without a display (and without --headless) this fails with one line saying what to use
 instead, before any scene is built.
 """
@@ -12,8 +11,15 @@ import os
 import sys
 import time
 
+from worldplay.client.app import App
+from worldplay.client.input import controls_text
+from worldplay.client.window import NO_DISPLAY
 from worldplay.config import ClientConfig, ControlsConfig, ImageConfig
+from worldplay.devices import resolve_device
 from worldplay.errors import WorldplayError
+from worldplay.fileio import check_writable
+from worldplay.sources.capabilities import HasSession, Prefetching, close_source, set_context
+from worldplay.sources.registry import make_source, source_spec
 from worldplay.sources.spec import SPEC_HELP
 
 HEADLESS_SECONDS = 10.0   # world seconds a --headless run plays when --seconds is not given
@@ -77,15 +83,10 @@ def _validate(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _validate(args)
     if not args.headless and not has_display():
-        from worldplay.client.window import NO_DISPLAY
         raise WorldplayError(NO_DISPLAY)
     if args.record:
-        from worldplay.fileio import check_writable
         check_writable(args.record)
     prompt = " ".join(args.prompt) if args.prompt else None
-    from worldplay.sources.capabilities import HasSession, close_source, set_context
-    from worldplay.sources.registry import make_source, resolve_device, source_spec
-
     spec = source_spec(args.source)          # a bad spec or device fails before any scene is built
     device = resolve_device(args.device)
     base = ClientConfig()
@@ -109,10 +110,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _play(args, source, client: ClientConfig, controls: ControlsConfig, prompt: str | None) -> int:
-    from worldplay.client.app import App
-    from worldplay.client.input import controls_text
-    from worldplay.sources.capabilities import Prefetching
-
     seconds = args.seconds if args.seconds is not None or not args.headless else HEADLESS_SECONDS
     print(controls_text(client.booth_quit_combo, booth=args.booth))
     t0 = time.perf_counter()

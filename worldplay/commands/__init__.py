@@ -1,0 +1,1 @@
+"""One module per `worldplay` subcommand, named after it: `add_arguments(parser)` and `run(args) -> int`."""
