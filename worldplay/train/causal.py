@@ -31,7 +31,6 @@ from torch import Tensor
 
 from worldplay.memory.memory import MosaicMemory
 from worldplay.model.dit import DiT, MemoryTokens
-from worldplay.model.embed import token_features
 from worldplay.model.presets import ModelConfig
 from worldplay.model.prope import ProjCams
 from worldplay.model.vae import RGBDVAE, tensor_to_uint8
@@ -40,7 +39,7 @@ from worldplay.stream.recall import recall
 from worldplay.stream.sampler import FlowSchedule, add_noise, shift_t, x0_from_v
 from worldplay.stream.streamer import memory_config_for
 from worldplay.train.frames import VALIDATION_SEED_START
-from worldplay.train.latents import Clip, LatentSet, full_res_K
+from worldplay.train.latents import Clip, LatentSet, full_res_K, insert_frame
 from worldplay.train.vae import psnr_rgb
 
 MODES = ("full", "rope", "latent", "off")
@@ -90,10 +89,8 @@ class Episode:
         if key != self.key or upto < self.upto:
             self.memory.reset()
             self.key, self.upto = key, 0
-        p = self.cfg.dit.patch
         for f in range(self.upto, upto):
-            self.memory.insert(token_features(clip.z[f].float(), p), clip.depth[f], clip.c2w[f], self.K,
-                               float(clip.times[f]))
+            insert_frame(self.memory, clip, f, self.K, self.cfg.dit.patch)
         self.upto = upto
 
 
@@ -113,6 +110,7 @@ class CausalStage:
         self.episodes = [Episode(cfg, stage_cfg.memory_capacity, self.K, self.device) for _ in range(stage_cfg.episodes)]
         self.k = 0                    # examples drawn (by this rank)
         self.rank, self.world = 0, 1
+        self._val: list[tuple[Example, MosaicMemory]] | None = None   # see _val_examples
         self.Fc = cfg.dit.chunk_frames
 
     # ---- data -------------------------------------------------------------------------------
@@ -224,7 +222,10 @@ class CausalStage:
     # ---- validation -----------------------------------------------------------------------
 
     def _val_examples(self) -> list[tuple[Example, MosaicMemory]]:
-        """Per validation clip: the chunk holding its first revisit, memory of all before it."""
+        """Per validation clip: the chunk holding its first revisit, memory of all before it.
+        Built once: neither depends on the weights."""
+        if self._val is not None:
+            return [(Example(ex.clip, ex.chunk, ex.mode), mem) for ex, mem in self._val]
         out = []
         for j, clip in enumerate(self.val_clips):
             first = clip.revisits[0][0] if clip.revisits else len(clip) // 2
@@ -232,7 +233,8 @@ class CausalStage:
             ep = Episode(self.cfg, self.c.memory_capacity, self.K, self.device)
             ep.advance(-1 - j, clip, (chunk - self.c.context_chunks) * self.Fc)
             out.append((Example(clip, chunk, "full"), ep.memory))
-        return out
+        self._val = out
+        return self._val_examples()
 
     @torch.no_grad()
     def generate(self, module: DiT, ex: Example, memory: MosaicMemory, steps: int, seed: int | torch.Generator,

@@ -26,13 +26,12 @@ from torch import Tensor
 
 from worldplay.memory.memory import MosaicMemory
 from worldplay.model.dit import DiT
-from worldplay.model.embed import token_features
 from worldplay.model.presets import ModelConfig
 from worldplay.model.vae import RGBDVAE
 from worldplay.stream.sampler import FlowSchedule, add_noise
 from worldplay.stream.streamer import memory_config_for
 from worldplay.train.causal import MODES, CausalConfig, CausalStage, Example, keyed_rng
-from worldplay.train.latents import Clip
+from worldplay.train.latents import Clip, insert_frame
 
 STEP_JITTER = 0.05   # t is drawn within this of one of the schedule's timesteps
 
@@ -79,12 +78,9 @@ class ForcingStage(CausalStage):
         memory = MosaicMemory(memory_config_for(self.cfg, capacity=self.c.memory_capacity), self.device)
         n = self.f.observe_chunks
         for f in range((n - 1) * self.Fc):   # observed chunks before the context go to memory
-            self._insert(memory, clip, f, clip.z[f].float(), clip.depth[f])
+            insert_frame(memory, clip, f, self.K, self.cfg.dit.patch)
         ctx = clip.z[(n - 1) * self.Fc:n * self.Fc].float()
         return Rollout(clip, n, ctx, mode, memory)
-
-    def _insert(self, memory: MosaicMemory, clip: Clip, f: int, z: Tensor, depth: Tensor) -> None:
-        memory.insert(token_features(z, self.cfg.dit.patch), depth, clip.c2w[f], self.K, float(clip.times[f]))
 
     def _t(self, g: torch.Generator) -> float:
         ts = [t for t, _ in self.schedule.pairs()]
@@ -124,5 +120,5 @@ class ForcingStage(CausalStage):
             _, depth = self.vae.decode(ro.context.to(self.device))                      # (F, H, W)
             a = (ro.chunk - 1) * self.Fc
             for i in range(self.Fc):
-                self._insert(ro.memory, ro.clip, a + i, ro.context[i].float(), depth[i].cpu())
+                insert_frame(ro.memory, ro.clip, a + i, self.K, self.cfg.dit.patch, ro.context[i], depth[i].cpu())
         ro.context, ro.chunk, ro.made = made.cpu(), ro.chunk + 1, ro.made + 1

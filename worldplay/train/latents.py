@@ -35,7 +35,8 @@ from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.fileio import atomic_path
 from worldplay.memory.lift import per_patch
-from worldplay.model.embed import prompt_ids
+from worldplay.memory.memory import MosaicMemory
+from worldplay.model.embed import prompt_ids, token_features
 from worldplay.model.presets import ModelConfig
 from worldplay.model.vae import RGBDVAE, frames_to_tensor
 from worldplay.stream.streamer import memory_config_for
@@ -104,9 +105,9 @@ def encode_trajectory(vae: RGBDVAE, cfg: ModelConfig, seed: int, path: str, fram
                 traj.times.double(), ids, traj.revisits, f"{seed:07d}_{path}")
 
 
-def save_clip(folder: Path, clip: Clip, vae: RGBDVAE) -> Path:
+def save_clip(folder: Path, clip: Clip, vae: RGBDVAE, vae_id: str) -> Path:
     out = folder / f"{clip.name}.safetensors"
-    meta = {"format": META, "vae": vae_hash(vae), "revisits": json.dumps(clip.revisits)}
+    meta = {"format": META, "vae": vae_id, "revisits": json.dumps(clip.revisits)}
     tensors = {"z": clip.z, "depth": clip.depth, "dynamic": clip.dynamic, "c2w": clip.c2w,
                "times": clip.times, "prompt": clip.prompt,
                "latent_mean": vae.latent_mean.float().cpu(), "latent_std": vae.latent_std.float().cpu()}
@@ -115,14 +116,15 @@ def save_clip(folder: Path, clip: Clip, vae: RGBDVAE) -> Path:
     return out
 
 
-def load_clip(path: Path, vae: RGBDVAE) -> Clip:
-    """One cached trajectory, its latents normalised with `vae`'s current latent statistics."""
+def load_clip(path: Path, vae: RGBDVAE, vae_id: str) -> Clip:
+    """One cached trajectory, its latents normalised with `vae`'s current latent statistics
+    (`vae_id` is `vae_hash(vae)`, computed once by the caller)."""
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
         if meta.get("format") != META:
             raise WorldplayError(f"{path} is not a worldplay latent cache file; delete it and rebuild")
-        if meta.get("vae") != vae_hash(vae):
-            raise WorldplayError(f"{path} was encoded with another VAE ({meta.get('vae')}, not {vae_hash(vae)}); "
+        if meta.get("vae") != vae_id:
+            raise WorldplayError(f"{path} was encoded with another VAE ({meta.get('vae')}, not {vae_id}); "
                                  f"delete the cache folder and rebuild it with this VAE")
         t = {k: f.get_tensor(k) for k in f.keys()}
     revisits = [tuple(r) for r in json.loads(meta.get("revisits", "[]"))]
@@ -136,18 +138,28 @@ def build_cache(folder: Path, vae: RGBDVAE, cfg: ModelConfig, spec: LatentSet = 
                 progress: bool = True) -> list[Clip]:
     """Encode every trajectory of `spec` not yet in `folder`; return all of them."""
     folder.mkdir(parents=True, exist_ok=True)
+    vae_id = vae_hash(vae)
     jobs = [(spec.first_seed + s, spec.paths[(s * spec.per_scene + k) % len(spec.paths)])
             for s in range(spec.scenes) for k in range(spec.per_scene)]
     clips = []
     for seed, path in tqdm(jobs, desc="encode latents", unit="traj", disable=not progress):
         file = folder / f"{seed:07d}_{path}.safetensors"
         if file.exists():
-            clips.append(load_clip(file, vae))
+            clips.append(load_clip(file, vae, vae_id))
             continue
         clip = encode_trajectory(vae.eval(), cfg, seed, path, spec.frames)
-        save_clip(folder, clip, vae)
+        save_clip(folder, clip, vae, vae_id)
         clips.append(clip)
     return clips
+
+
+def insert_frame(memory: MosaicMemory, clip: Clip, f: int, K: Tensor, patch: int,
+                 z: Tensor | None = None, depth: Tensor | None = None) -> None:
+    """Lift frame f of `clip` into memory as the streamer inserts its own frames: its latent
+    (or `z`, the model's version of it) with its depth (or `depth`, e.g. the decoded one)."""
+    z = clip.z[f] if z is None else z
+    memory.insert(token_features(z.float(), patch), clip.depth[f] if depth is None else depth, clip.c2w[f], K,
+                  float(clip.times[f]))
 
 
 def calibrate_on(vae: RGBDVAE, clips: list[Clip], also: list[Clip] = ()) -> None:
