@@ -14,6 +14,7 @@ from worldplay.errors import WorldplayError
 from worldplay.frame import Frame
 from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
 from worldplay.sources import registry
+from worldplay.sources.registry import client_spec, source_spec
 from worldplay.sources.capabilities import (Closable, HasMemory, HasScene, HasSession, HasSpawn, ObservesContext,
                                             Prefetching, set_context)
 from worldplay.sources.explicit import ExplicitSource
@@ -84,7 +85,11 @@ def test_valid_specs_lists_every_kind_and_the_help_agrees():
     ("model:no-such-model", "unknown model 'no-such-model'"),
     ("model:missing/x.safetensors", "checkpoint missing/x.safetensors not found"),
     ("model+steps=0", "steps='0'"),
-    ("model+window=1", "no setting 'window'"),
+    ("model+window=0", "window='0'"),
+    ("model+bogus=1", "no setting 'bogus'"),
+    ("model+turbo", "no shorthand 'turbo'"),
+    ("model+steps", "write +steps=N"),
+    ("world+fast", "world has no shorthand 'fast'"),
 ])
 def test_bad_specs_are_one_line_listing_the_valid_ones(text, match):
     with pytest.raises(WorldplayError) as e:
@@ -214,3 +219,21 @@ def test_a_minimal_source_plays_records_and_evaluates(plain, tmp_path, capsys):
     assert any(line.startswith("| plain ") for line in capsys.readouterr().out.splitlines())   # its table row
     (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert row["method"] == "plain" and row["frames"] == 2 * 24             # both quick paths, every frame
+
+
+def test_fast_shorthand_expands_and_typed_settings_win():
+    assert parse_spec("model@full+fast").options == {"fast": None}
+    fast = source_spec("model+fast").options
+    assert fast == {"steps": 2, "window": 1, "dtype": torch.bfloat16}
+    assert source_spec("model+steps=4+fast").options["steps"] == 4       # typed wins, in any order
+    assert source_spec("model+fast+dtype=fp32").options["dtype"] == torch.float32
+
+
+def test_only_the_client_picks_fast_and_only_on_cpu():
+    spec, note = client_spec(source_spec("model"), "cpu")
+    assert spec.text == "model+fast" and spec.options["steps"] == 2 and "model+fast" in note
+    for text in ("model+steps=4", "world", "model@off+window=2"):      # a spec that says anything stays
+        same, none = client_spec(source_spec(text), "cpu")
+        assert same.text == text and none is None
+    kept, _ = client_spec(source_spec("model:tiny-random@off"), "cpu")
+    assert kept.text == "model:tiny-random@off+fast" and kept.mode == "off" and kept.target == "tiny-random"

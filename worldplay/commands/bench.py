@@ -32,7 +32,6 @@ from worldplay.stream.bench import bench_streamer, check_kernels
 
 DEFAULT_SOURCE = "world"
 MODEL_KIND = "model"          # the kind benchmarked through the streamer's own bench
-GPU_DTYPE = "bfloat16"        # what a GPU would serve the model with (the VAE stays float32)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -91,7 +90,8 @@ def _bench_source(args: argparse.Namespace) -> dict:
         return bench_source(source, args.seconds, seed=args.scene)
     check_kernels(args.kernels, args.device)       # before a model is built: base takes a while
     # the bench's flags are the spec's settings spelled as flags; the spec wins where both are given
-    flags = {"steps": args.steps, "chunk": args.chunk, "dtype": GPU_DTYPE if args.device.startswith("cuda") else None}
+    # (the dtype follows the device unless the spec says: bf16 on CUDA, float32 on CPU)
+    flags = {"steps": args.steps, "chunk": args.chunk}
     settings = {k: str(v) for k, v in flags.items() if v is not None}
     source = make_source(replace(spec, options={**settings, **spec.options}), args.scene, None, args.device)
     if not isinstance(source, ModelSource):    # a plug-in replaced the model kind: no streamer to time

@@ -19,7 +19,7 @@ from worldplay.devices import resolve_device
 from worldplay.errors import WorldplayError
 from worldplay.fileio import check_writable
 from worldplay.sources.capabilities import HasSession, Prefetching, close_source, set_context
-from worldplay.sources.registry import make_source, source_spec
+from worldplay.sources.registry import client_spec, make_source, source_spec
 from worldplay.sources.spec import SPEC_HELP
 
 HEADLESS_SECONDS = 10.0   # world seconds a --headless run plays when --seconds is not given
@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
                           side_by_side=args.side_by_side)
     controls = ControlsConfig(mouse_sensitivity=ControlsConfig.mouse_sensitivity * args.sensitivity,
                               invert_y=args.invert_y)
+    spec, note = client_spec(spec, device)
+    if note:
+        print(note)
     source = make_source(spec, args.scene, prompt, device)
     try:
         if args.context is not None:

@@ -25,7 +25,7 @@ from worldplay.errors import WorldplayError
 from worldplay.fileio import check_writable
 from worldplay.procstats import peak_rss_mb, rss_mb
 from worldplay.sources.capabilities import Prefetching, Reports, close_source, set_context
-from worldplay.sources.registry import make_source, source_spec
+from worldplay.sources.registry import client_spec, make_source, source_spec
 from worldplay.sources.spec import SPEC_HELP
 from worldplay.world.scene import make_scene
 from worldplay.world.trajectories import resolve_path
@@ -77,6 +77,9 @@ def _validate(args) -> tuple:
         args.prompt = " ".join(args.prompt)
     scene = make_scene(args.scene, args.prompt)
     traj = resolve_path(args.path, scene, n, args.fps, args.scene, with_revisits=False)
+    spec, note = client_spec(spec, device)
+    if note:
+        print(note, file=sys.stderr)
     source = make_source(spec, args.scene, args.prompt, device)
     if args.context is not None:
         set_context(source, args.context)

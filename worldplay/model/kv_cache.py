@@ -127,6 +127,23 @@ class KVCache:
         """Forget everything in place: storage stays allocated; stale values are never read."""
         self.chunks_written = 0
 
+    def rebase(self, M: Tensor, dims: int) -> None:
+        """Re-express the cached PRoPE blocks in a moved world frame: the first `dims` of every
+        head are 4-dim groups cached as P^-1 x; when the world moves, P^-1 becomes M P^-1, so each
+        group of K and V is multiplied by M (4, 4) in place (at least float32 products, one rounding)."""
+        if dims % 4 or dims > self.head_dim:
+            raise ValueError(f"KVCache.rebase: {dims} PRoPE dims must be whole 4-dim groups of {self.head_dim}")
+        n = self.valid_len
+        if not dims or not n:
+            return
+        ct = torch.promote_types(self.k.dtype, torch.float32)
+        M = M.to(self.k.device, ct)
+        for buf in (self.k, self.v):
+            for layer in range(self.layers):   # one layer at a time: a float32 copy of one layer only
+                x = buf[layer, :, :, :n, :dims]                                           # (B, H, n, dims)
+                g = x.to(ct).reshape(*x.shape[:-1], dims // 4, 4)                         # (B, H, n, G, 4)
+                x.copy_((g @ M.T).reshape(x.shape))
+
     # ---- reading ----
 
     def view(self, layer: int, ordered: bool = False) -> KVView:

@@ -91,9 +91,11 @@ def apply_projective(x: Tensor, M: Tensor) -> Tensor:
         raise WorldplayError(f"PRoPE block has {D} dims; it must be a multiple of {BLOCK}")
     if M.shape[-3] != N:
         raise WorldplayError(f"PRoPE: {N} tokens but cameras for {M.shape[-3]}")
-    xg = x.reshape(B, H, N, D // BLOCK, BLOCK)                                # (B, H, N, G, 4)
-    out = torch.einsum("bnij,bhngj->bhngi", M.to(x.dtype), xg)
-    return out.reshape(B, H, N, D)                                          # (B, H, N, D)
+    # the 4x4 products in at least float32: a bf16 matrix would round a 100 m translation to 0.5 m
+    ct = torch.promote_types(x.dtype, torch.float32)
+    xg = x.reshape(B, H, N, D // BLOCK, BLOCK).to(ct)                         # (B, H, N, G, 4)
+    out = torch.einsum("bnij,bhngj->bhngi", M.to(ct), xg)
+    return out.reshape(B, H, N, D).to(x.dtype)                              # (B, H, N, D)
 
 
 def prope_q(x: Tensor, cams: ProjCams) -> Tensor:
@@ -106,3 +108,19 @@ def prope_kv(x: Tensor, cams: ProjCams) -> Tensor:
 
 def prope_o(x: Tensor, cams: ProjCams) -> Tensor:
     return apply_projective(x, cams.P)
+
+
+def recentred(c2w: Tensor, origin: Tensor) -> Tensor:
+    """c2w (..., 4, 4) in a world whose origin sits at `origin` (3,), in float64. Attention does
+    not change (a common rigid move), but coordinates near 0 keep bf16 K/V exact far from the start."""
+    out = c2w.to(torch.float64).clone()
+    out[..., :3, 3] -= origin.to(out.device, torch.float64)
+    return out
+
+
+def translation(d: Tensor) -> Tensor:
+    """(4, 4) homogeneous translation by d (3,): the matrix that moves cached PRoPE K/V when the
+    world origin moves by -d (KVCache.rebase)."""
+    T = torch.eye(4, dtype=torch.float64)
+    T[:3, 3] = d.to(torch.float64).cpu()
+    return T

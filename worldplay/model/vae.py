@@ -221,11 +221,13 @@ class RGBDVAE(nn.Module):
     def encode(self, rgb: Tensor, depth: Tensor) -> Tensor:
         """rgb (B, 3, 360, 640) in [-1, 1], depth (B, 360, 640) metres -> z (B, 16, 24, 40)."""
         self._check_frame(rgb, depth)
-        return self.encode_x(self.pad(self.pack(rgb, depth)))
+        # log-depth in float32 whatever the weights run in: bf16 would round 100 m to +-0.4 m first
+        dtype = self.latent_std.dtype
+        return self.encode_x(self.pad(self.pack(rgb.float(), depth.float())).to(dtype))
 
     def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z (B, 16, 24, 40) -> rgb (B, 3, 360, 640) in [-1, 1], depth (B, 360, 640) metres."""
-        return self.unpack(self.crop(self.decode_x(z)))
+        return self.unpack(self.crop(self.decode_x(z)).float())   # float32 out: depth leaves through exp()
 
     def _check_frame(self, rgb: Tensor, depth: Tensor) -> None:
         want = (self.cfg.height, self.cfg.width)

@@ -20,6 +20,7 @@ says whether it is done, so a client can keep drawing instead of blocking on it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +33,7 @@ from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.frame import Frame
 from worldplay.memory import MosaicMemory
+from worldplay.model.presets import ModelConfig
 from worldplay.sources.protocol import check_chunk
 from worldplay.sources.weights import load_weights
 from worldplay.stream.streamer import Streamer
@@ -42,16 +44,34 @@ from worldplay.world.scene import Scene, make_scene
 GEN_FPS_EMA = 0.3   # weight of the newest chunk in the generation rate: steady, yet follows a change
 GEN_WARMUP = 2      # chunks shown raw: the first pays the context render and one-off allocations
 TI2V_CONTEXT = 1    # frames observed by default: the model starts from one real frame
+# `model+fast`: the CPU real-time setting (README "Speed levers"): the 2 steps the forcing stage
+# trains, one past chunk in the rolling window (the memory carries the long range), bf16 matmuls
+# and convolutions (this CPU has AVX-512 BF16). Typed settings win: model+fast+steps=4.
+FAST = "fast"
+FAST_SETTINGS = {"steps": "2", "window": "1", "dtype": "bfloat16"}
+
+
+def serving_dtype(device: str | torch.device) -> torch.dtype:
+    """What a model runs in when its spec does not say: bf16 on CUDA (tensor cores; the cameras
+    stay float32, see Streamer), float32 on CPU (the shipped setting the README's eval reports)."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def with_window(cfg: ModelConfig, window: int | None) -> ModelConfig:
+    """The config with another rolling KV window (past chunks kept); None keeps the model's."""
+    if window is None:
+        return cfg
+    return dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, window_chunks=int(window)))
 
 
 def build_streamer(model: str | None = None, device: str = "cpu", seed: int = 0, *, steps: int | None = None,
                    memory: str = "full", dtype: torch.dtype = torch.float32, chunk: int | None = None,
-                   registry=None) -> tuple[Streamer, CheckpointInfo]:
-    """A Streamer for a registry name or checkpoint path (None: the registry's default)."""
+                   window: int | None = None, registry=None) -> tuple[Streamer, CheckpointInfo]:
+    """A Streamer for a registry name or checkpoint path (None: the registry's default), both
+    networks in `dtype` (the streamer keeps cameras and memory geometry in float32)."""
     w = load_weights(model, chunk=chunk, registry=registry)
-    dit = w.dit.to(dtype)   # the VAE stays float32: a few % of the FLOPs, and its inputs are float32
-    return Streamer(w.cfg, dit, w.vae, device=device, seed=seed, steps=steps, memory_mode=memory,
-                    checkpoint_sha=w.sha256), w.info
+    return Streamer(with_window(w.cfg, window), w.dit.to(dtype), w.vae.to(dtype), device=device, seed=seed,
+                    steps=steps, memory_mode=memory, checkpoint_sha=w.sha256), w.info
 
 
 class ModelSource:
@@ -61,9 +81,11 @@ class ModelSource:
     def __init__(self, model: str | None = None, seed: int = 0, prompt: str | None = None, device: str = "cpu",
                  *, steps: int | None = None, memory: str = "full", lookahead: bool = False,
                  streamer: Streamer | None = None, label: str | None = None,
-                 context_frames: int = TI2V_CONTEXT, dtype: torch.dtype = torch.float32, chunk: int | None = None):
+                 context_frames: int = TI2V_CONTEXT, dtype: torch.dtype = torch.float32, chunk: int | None = None,
+                 window: int | None = None):
         if streamer is None:
-            streamer, info = build_streamer(model, device, seed, steps=steps, memory=memory, dtype=dtype, chunk=chunk)
+            streamer, info = build_streamer(model, device, seed, steps=steps, memory=memory, dtype=dtype, chunk=chunk,
+                                            window=window)
             label = label or info.label
         self.streamer = streamer
         self.label = label or streamer.cfg.label
@@ -207,7 +229,9 @@ class ModelSource:
     def hud(self) -> dict[str, str]:
         s = self.streamer
         ms = sum(s.stats["ms"].values())
-        return {"source": self.name, "model": self.label, "scene": self.scene.prompt,
+        d = s.cfg.dit
+        setting = f"{s.schedule.steps} steps, window {d.window_chunks}, {str(s.dtype).replace('torch.', '')}"
+        return {"source": self.name, "model": self.label, "setting": setting, "scene": self.scene.prompt,
                 "chunk": str(s.chunk), "memory": f"{len(s.memory)} patches",
                 "mem tokens": str(s.stats["memory_tokens"]), "gen ms/chunk": f"{ms:.0f}"}
 

@@ -15,15 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
-import torch
-
 from worldplay.checkpoints import load_registry
 from worldplay.devices import resolve_device
 from worldplay.errors import WorldplayError
 from worldplay.sources.explicit import ExplicitSource
 from worldplay.sources.floor import FloorSource
 from worldplay.sources.memory import MemorySource
-from worldplay.sources.model import ModelSource
+from worldplay.sources.model import FAST, FAST_SETTINGS, ModelSource, serving_dtype
 from worldplay.sources.protocol import FrameSource
 from worldplay.sources.spec import KIND_RE, SourceSpec, SpecError, parse_spec, split_specs
 from worldplay.sources.vae import VaeSource
@@ -58,6 +56,7 @@ class SourceKind:
     target: str | None = None                    # what ':TARGET' may be, e.g. "NAME|PATH"; None: takes none
     modes: tuple[str, ...] = ()                  # accepted '@MODE's; () takes none
     settings: Mapping[str, Setting] = field(default_factory=dict)
+    shorthands: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # "+NAME" -> its settings
     check_target: Callable[[str], None] | None = None   # raises WorldplayError for a bad TARGET
 
     def grammar(self) -> str:
@@ -67,7 +66,8 @@ class SourceKind:
             s += "[" + "|".join(f":{t}" for t in self.target.split("|")) + "]"
         if self.modes:
             s += f"[@{'|'.join(self.modes)}]"
-        return s + "".join(f"[+{k}={v.metavar}]" for k, v in self.settings.items())
+        s += "".join(f"[+{k}={v.metavar}]" for k, v in self.settings.items())
+        return s + "".join(f"[+{k}]" for k in self.shorthands)
 
 
 KINDS: dict[str, SourceKind] = {}
@@ -111,7 +111,7 @@ def _check(spec: SourceSpec) -> SourceSpec:
     if spec.mode is not None and spec.mode not in kind.modes:
         raise SpecError(f"source {spec.text!r}: unknown mode {spec.mode!r} for {kind.name}")
     values = {}
-    for key, raw in spec.options.items():
+    for key, raw in _expand(spec, kind).items():
         if key not in kind.settings:
             raise SpecError(f"source {spec.text!r}: {kind.name} has no setting {key!r}")
         try:   # text is read; a value already read (a checked spec checked again) stays
@@ -119,6 +119,21 @@ def _check(spec: SourceSpec) -> SourceSpec:
         except (ValueError, WorldplayError) as e:
             raise SpecError(f"source {spec.text!r}: setting {key}={raw!r} ({e})") from None
     return replace(spec, options=values)
+
+
+def _expand(spec: SourceSpec, kind: SourceKind) -> dict:
+    """The spec's settings with each "+SHORTHAND" replaced by its bundle; settings typed in the
+    spec win over a bundle's, whatever their order."""
+    out: dict = {}
+    for key, raw in spec.options.items():
+        if raw is not None:
+            continue
+        if key not in kind.shorthands:
+            hint = f" (write +{key}={kind.settings[key].metavar})" if key in kind.settings else ""
+            raise SpecError(f"source {spec.text!r}: {kind.name} has no shorthand {key!r}{hint}")
+        out.update(kind.shorthands[key])
+    out.update({k: v for k, v in spec.options.items() if v is not None})
+    return out
 
 
 def source_spec(text: str | SourceSpec) -> SourceSpec:
@@ -135,6 +150,20 @@ def source_specs(text: str) -> list[SourceSpec]:
     if not items:
         raise WorldplayError(f"--source is empty; valid sources: {valid_specs()}")
     return [source_spec(t) for t in items]
+
+
+def client_spec(spec: SourceSpec, device: str) -> tuple[SourceSpec, str | None]:
+    """What the interactive commands (play, record) run: a model spec that sets nothing gets the
+    kind's `+fast` shorthand on a CPU, so a first run is real time; eval and bench never do this
+    (they measure exactly what the spec says). Returns the spec and a line saying what changed."""
+    kind = KINDS.get(spec.kind)
+    if (kind is None or FAST not in kind.shorthands or spec.options
+            or resolve_device(device).type != "cpu"):
+        return spec, None
+    fast = source_spec(replace(spec, text=f"{spec.text}+{FAST}", options={FAST: None}))
+    about = ", ".join(f"{k} {v}" for k, v in kind.shorthands[FAST].items())
+    return fast, (f"CPU: running {fast.text} ({about}) for real time; "
+                  f"--source {spec.text}+steps=N sets the model yourself")
 
 
 def make_source(spec: str | SourceSpec, seed: int = 0, prompt: str | None = None,
@@ -171,7 +200,8 @@ def positive_int(text: str) -> int:
 def _model(spec: SourceSpec, env: SourceEnv) -> FrameSource:
     o = spec.options
     return ModelSource(spec.target, env.seed, env.prompt, env.device, memory=spec.mode or "full", lookahead=True,
-                       steps=o.get("steps"), chunk=o.get("chunk"), dtype=o.get("dtype", torch.float32))
+                       steps=o.get("steps"), chunk=o.get("chunk"), window=o.get("window"),
+                       dtype=o.get("dtype", serving_dtype(env.device)))
 
 
 for _kind in (
@@ -187,7 +217,8 @@ for _kind in (
                "ground truth averaged over 32-px cells: what knowing only the layout shows"),
     SourceKind("model", _model, "the streamer on a checkpoint, with a memory mode",
                target=MODEL_TARGET, modes=MEMORY_MODES, check_target=check_model,
-               settings={"steps": Setting(positive_int, "N"), "chunk": Setting(positive_int, "F"),
-                         "dtype": Setting(parse_dtype, "T")}),
+               settings={"steps": Setting(positive_int, "N"), "window": Setting(positive_int, "W"),
+                         "chunk": Setting(positive_int, "F"), "dtype": Setting(parse_dtype, "T")},
+               shorthands={FAST: FAST_SETTINGS}),
 ):
     register(_kind)

@@ -1,6 +1,6 @@
 """Source specs: the one grammar every command's `--source` takes.
 
-    spec     = KIND [":" TARGET] ["@" MODE] {"+" KEY "=" VALUE}
+    spec     = KIND [":" TARGET] ["@" MODE] {"+" KEY "=" VALUE | "+" SHORTHAND}
     list     = spec {"," spec}                     (commands that take several, e.g. eval rows)
 
     world                      the renderer (ground truth)
@@ -8,6 +8,7 @@
     model:tiny-random@off      a registry entry, memory off
     model:runs/a/step-1000.safetensors@rope       a checkpoint file, memory tokens only
     model@full+steps=2         a setting (KEY=VALUE) the kind accepts
+    model+fast                 a shorthand the kind names: a bundle of settings (typed ones win)
 
 This module is the syntax only: it splits text into a `SourceSpec` and says in one line what
 is malformed. What each KIND accepts (a target? which modes, which settings?) and what it
@@ -24,15 +25,16 @@ from dataclasses import dataclass, field
 from worldplay.errors import WorldplayError
 
 KIND_RE = re.compile(r"[a-z][a-z0-9_-]*")
-SETTING_RE = re.compile(r"\+([a-z][a-z0-9_]*)=([^+@,]*)$")   # one trailing +KEY=VALUE
+SETTING_RE = re.compile(r"\+([a-z][a-z0-9_]*)(=[^+@,]*)?$")   # one trailing +KEY=VALUE or +SHORTHAND
 MODE_RE = re.compile(r"@([A-Za-z0-9_-]*)$")                      # a trailing @MODE: a word, never a path
 LIST_SEP = ","
 # For --help, which must not import the registry (torch, the model); the registry's own list
 # (registry.valid_specs, shown with every bad spec) is the authority and a test holds them together.
 SPEC_HELP = ("world (ground truth), explicit (reprojection baseline), memory (colour memory only), "
              "vae[:NAME|:PATH] (ground truth through a VAE), floor (32-px cell means), "
-             "model[:NAME|:PATH][@full|rope|latent|off] (NAME: a checkpoints.toml entry, default its "
-             "default; PATH: a checkpoint file; @: the memory mode)")
+             "model[:NAME|:PATH][@full|rope|latent|off][+steps=N][+window=W][+dtype=T][+fast] (NAME: a "
+             "checkpoints.toml entry, default its default; PATH: a checkpoint file; @: the memory mode; "
+             "+fast: the CPU real-time setting)")
 
 
 class SpecError(WorldplayError):
@@ -45,7 +47,8 @@ class SourceSpec:
     kind: str                       # "world", "model", ...
     target: str | None = None       # after ':': a checkpoints.toml name or a checkpoint path
     mode: str | None = None         # after '@': e.g. the model's memory mode
-    options: dict = field(default_factory=dict)   # "+KEY=VALUE" settings, KEY -> VALUE (str until checked)
+    options: dict = field(default_factory=dict)   # "+KEY=VALUE" settings, KEY -> VALUE (str until checked);
+                                                  # a "+SHORTHAND" is KEY -> None until the registry expands it
 
     def __str__(self) -> str:
         return self.text
@@ -60,10 +63,10 @@ def parse_spec(text: str) -> SourceSpec:
     kind, rest = m.group(0), s[m.end():]
     options: dict[str, str] = {}
     while (o := SETTING_RE.search(rest)) is not None:
-        key, value = o.group(1), o.group(2)
+        key, value = o.group(1), (o.group(2)[1:] if o.group(2) is not None else None)
         if key in options:
             raise SpecError(f"source {s!r} sets {key!r} twice")
-        if not value:
+        if value == "":
             raise SpecError(f"source {s!r}: setting {key!r} has no value (write +{key}=VALUE)")
         options[key] = value
         rest = rest[:o.start()]

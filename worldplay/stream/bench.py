@@ -98,8 +98,11 @@ def _bench(streamer: Streamer, seconds: float, kernels: str, seed: int, label: s
     flops = flops_per_frame(cfg, streamer.schedule.steps, memory)
     label = label or (cfg.label if cfg.labelled_random else f"{cfg.label} (random weights)")
     res = {"preset": cfg.name, "label": label, "resolution": f"{v.width}x{v.height}",
-           "device": str(dev), "dtype": str(streamer.dtype).replace("torch.", ""), "kernels": kernels,
+           "device": str(dev), "dtype": str(streamer.dtype).replace("torch.", ""),
+           "vae_dtype": str(streamer.vae_dtype).replace("torch.", ""), "kernels": kernels,
            "memory": memory, "steps": streamer.schedule.steps, "chunk_frames": Fc,
+           "window_chunks": cfg.dit.window_chunks, "sink_chunks": cfg.dit.sink_chunks,
+           "threads": torch.get_num_threads(),
            "fps": n * Fc / measured_s,
            "chunk_latency_p50_ms": percentile(latencies, 0.5) * 1e3,
            "chunk_latency_p95_ms": percentile(latencies, 0.95) * 1e3}

@@ -12,18 +12,20 @@ from torch import Tensor
 from worldplay.memory.memory import MosaicMemory
 from worldplay.memory.retrieve import MemoryBatch
 from worldplay.model.dit import DiT, MemoryTokens
+from worldplay.model.prope import recentred
 
 
 def memory_tokens(dit: DiT, batch: MemoryBatch, frame_idx: Tensor, dtype: torch.dtype,
-                  cam_dtype: torch.dtype, padded: bool = False) -> MemoryTokens:
-    """Retrieved patches as (1, M) memory tokens: features, (t, y, x) positions, source cameras.
-    t is the frame index of the target view each patch was placed in (Warped RoPE). Unpadded
-    batches carry no validity mask (every row is real)."""
+                  cam_dtype: torch.dtype, padded: bool = False, origin: Tensor | None = None) -> MemoryTokens:
+    """Retrieved patches as (1, M) memory tokens: features, (t, y, x) positions, source cameras
+    (relative to the streamer's PRoPE `origin` (3,) when given). t is the frame index of the
+    target view each patch was placed in (Warped RoPE). Unpadded batches carry no validity mask."""
     dev = frame_idx.device
     b = batch.to(dev)
     t = frame_idx.to(torch.float64)[b.target][:, None]                          # (M, 1) target's time
     pos = torch.cat([t, b.pos_yx.to(torch.float64)], dim=-1)[None]               # (1, M, 3)
-    cams = dit.cameras(b.src_c2w[None].to(cam_dtype), b.src_K[None])             # (1, M)
+    src = b.src_c2w if origin is None else recentred(b.src_c2w, origin)          # (M, 4, 4)
+    cams = dit.cameras(src[None].to(cam_dtype), b.src_K[None])                   # (1, M)
     return MemoryTokens(b.features[None].to(dtype), pos, cams, b.valid[None] if padded else None)
 
 
@@ -40,7 +42,8 @@ def warped_canvas(dit: DiT, memory: MosaicMemory, c2w: Tensor, K: Tensor, ids: T
 
 def recall(dit: DiT, memory: MosaicMemory, c2w: Tensor, K: Tensor, frame_idx: Tensor, *, budget: int,
            min_age: float, use_tokens: bool, use_canvas: bool, dtype: torch.dtype,
-           cam_dtype: torch.dtype, pad: bool = False) -> tuple[MemoryTokens | None, Tensor | None]:
+           cam_dtype: torch.dtype, pad: bool = False,
+           origin: Tensor | None = None) -> tuple[MemoryTokens | None, Tensor | None]:
     """Memory tokens and canvas for target poses c2w (F, 4, 4) at frame indices (F,).
     Either is None when its path is off or memory has nothing for these views; pad=True keeps
     exactly `budget` tokens (invalid rows masked) so examples stack into a batch."""
@@ -49,6 +52,6 @@ def recall(dit: DiT, memory: MosaicMemory, c2w: Tensor, K: Tensor, frame_idx: Te
     batch = memory.retrieve(c2w, K, budget, min_age=min_age, pad=pad)
     if int(batch.valid.sum()) == 0:
         return None, None
-    mem = memory_tokens(dit, batch, frame_idx, dtype, cam_dtype, pad) if use_tokens else None
+    mem = memory_tokens(dit, batch, frame_idx, dtype, cam_dtype, pad, origin) if use_tokens else None
     canvas = warped_canvas(dit, memory, c2w, K, batch.ids, dtype) if use_canvas else None
     return mem, canvas

@@ -60,6 +60,8 @@ class SessionState:
     z_pending: Tensor | None = None    # (P, C, h, w) their clean latents
     started: bool = False
     stats: dict = field(default_factory=fresh_stats)
+    # (3,) float64 world point the DiT's cameras are taken relative to (Streamer.RECENTRE_M)
+    origin: Tensor = field(default_factory=lambda: torch.zeros(3, dtype=torch.float64))
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class SavedSession:
     cache: dict[str, Tensor]           # KVCache.state_dict()
     tensors: dict[str, Tensor]         # the whole file, for MosaicMemory.load_session_tensors
     pending: list[Frame]               # to be re-encoded by the streamer's VAE
+    origin: Tensor                     # (3,) the PRoPE origin the cached K/V are relative to
 
 
 def weights_sha256(*modules: torch.nn.Module) -> str:
@@ -128,7 +131,7 @@ def write_session(path: str | os.PathLike, state: SessionState, cache: KVCache, 
     tensors = memory.session_tensors()
     tensors.update({CACHE_PREFIX + k: v for k, v in cache.state_dict().items()})
     tensors.update({"rng": generator.get_state(), "poses": state.poses, "times": state.times,
-                    "prompt_ids": state.prompt_ids})
+                    "prompt_ids": state.prompt_ids, "origin": state.origin})
     for i, frame in enumerate(state.pending):
         tensors.update({f"{PENDING_PREFIX}{i}.{f}": getattr(frame, f) for f in PENDING_FIELDS})
     meta = {"content": CONTENT, "format": FORMAT, **identity.header(), "seed": state.seed, "chunk": state.chunk,
@@ -158,7 +161,9 @@ def read_session(path: str | os.PathLike, identity: Identity) -> SavedSession:
     return SavedSession(seed=int(meta["seed"]), prompt=meta.get("prompt") or "", prompt_ids=tensors["prompt_ids"],
                         chunk=int(meta["chunk"]), frame=int(meta["frame"]), poses=tensors["poses"].float(),
                         times=tensors["times"].double(), rng=tensors["rng"], cache=cache, tensors=tensors,
-                        pending=pending)
+                        pending=pending,
+                        # files from before re-centring never moved it: the world origin is right
+                        origin=tensors.get("origin", torch.zeros(3)).to(torch.float64))
 
 
 def _check_identity(path, meta: dict, identity: Identity) -> None:

@@ -50,6 +50,7 @@ from worldplay.model.dit import KV, DiT, MemoryTokens
 from worldplay.model.embed import prompt_ids, token_features
 from worldplay.model.kv_cache import KVCache
 from worldplay.model.presets import ModelConfig
+from worldplay.model.prope import recentred, translation
 from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
 from worldplay.stream.recall import recall
 from worldplay.stream.sampler import FlowSchedule
@@ -60,6 +61,11 @@ from worldplay.stream.session import (LOAD_ERRORS, Identity, SavedSession, Sessi
 MEMORY_MODES = ("full", "rope", "latent", "off")
 SAMPLER_MODE = "x0-renoise"   # the few-step student re-noises between steps (DESIGN §3)
 WINDOW_EPS = 1e-6             # seconds: keeps the oldest KV-window frame itself out of retrieval
+# PRoPE origin: metres the camera may wander before the origin moves to it. bf16 keeps ~3
+# significant digits, so K/V of cameras far from the origin would lose the camera-relative part
+# of their logits; re-centring is exact (attention sees only relative poses) and the cached
+# K/V are moved with it (KVCache.rebase), so any walk stays as exact as its start.
+RECENTRE_M = 16.0
 
 
 def memory_config_for(cfg: ModelConfig, **overrides) -> MemoryConfig:
@@ -95,7 +101,9 @@ class Streamer:
         if memory_mode not in MEMORY_MODES:
             raise WorldplayError(f"memory mode {memory_mode!r}; use one of: {', '.join(MEMORY_MODES)}")
         self.cfg, self.device = model_cfg, torch.device(device)
-        self.dit, self.vae = dit.to(self.device).eval(), vae.to(self.device).eval()
+        # channels-last: oneDNN and cuDNN run the VAE's convolutions ~1.5x faster in it (README levers)
+        self.dit = dit.to(self.device).eval()
+        self.vae = vae.to(self.device, memory_format=torch.channels_last).eval()
         self.dtype = next(dit.parameters()).dtype
         self.vae_dtype = next(vae.parameters()).dtype
         # cameras are inverted and multiplied in at least float32, whatever the DiT runs in
@@ -207,6 +215,7 @@ class Streamer:
         self.generator.set_state(saved.rng)
         st = self.state
         st.chunk, st.frame, st.poses, st.times = saved.chunk, saved.frame, saved.poses, saved.times
+        st.origin = saved.origin.clone()
         st.stats["chunks"], st.started = saved.chunk, True
         self._hold(saved.pending)   # re-encoded from the same pixels: the latents the saved session held
 
@@ -237,7 +246,8 @@ class Streamer:
             c2w[i], times[i] = f.c2w.float(), float(f.t)
         c2w_dev = c2w.to(self.device)   # one copy for the cameras and every memory query
         frame_idx = torch.arange(st.frame, st.frame + Fc, device=self.device)
-        cams = self.dit.cameras(c2w_dev[None].to(self.cam_dtype), self.K)                    # (1, F)
+        self._recentre(c2w[-1, :3, 3])
+        cams = self.dit.cameras(recentred(c2w_dev, st.origin).to(self.cam_dtype)[None], self.K)   # (1, F)
         # 2. memory
         with self._timed("retrieve"), self.memory_lock:
             mem, canvas = self._recall(c2w_dev, frame_idx)
@@ -258,7 +268,8 @@ class Streamer:
         dynamic = torch.zeros(Fc, v.height, v.width, dtype=torch.bool)                   # (F, H, W)
         with self._timed("decode"):
             if P < Fc:
-                rgb, d = self.vae.decode(x[0, P:].to(self.vae_dtype))              # (F-P, 3, H, W), (F-P, H, W)
+                z = x[0, P:].to(self.vae_dtype).contiguous(memory_format=torch.channels_last)   # (F-P, C, h, w)
+                rgb, d = self.vae.decode(z)                                        # (F-P, 3, H, W), (F-P, H, W)
                 rgb_u8[P:], depth[P:] = tensor_to_uint8(rgb).cpu(), d.float().cpu()
         for i, f in enumerate(known):
             rgb_u8[i], depth[i], dynamic[i] = f.rgb, f.depth.float(), f.dynamic
@@ -302,9 +313,18 @@ class Streamer:
         """Memory tokens (Warped RoPE positions, source cameras) and the warped canvas (1, F, C+1, h, w)."""
         mem, canvas = recall(self.dit, self.memory, c2w, self.K, frame_idx, budget=self.cfg.dit.memory_tokens,
                              min_age=self._min_age(), use_tokens=self.use_tokens, use_canvas=self.use_canvas,
-                             dtype=self.dtype, cam_dtype=self.cam_dtype)
+                             dtype=self.dtype, cam_dtype=self.cam_dtype, origin=self.state.origin)
         self.state.stats["memory_tokens"] = len(mem) if mem is not None else 0
         return mem, canvas
+
+    def _recentre(self, eye: Tensor) -> None:
+        """Move the PRoPE origin to `eye` (3,) once the camera is RECENTRE_M away from it."""
+        st, dims = self.state, self.cfg.dit.prope_dims
+        d = eye.to(torch.float64).cpu() - st.origin
+        if not self.cfg.dit.use_prope or float(d.norm()) <= RECENTRE_M:
+            return
+        self.cache.rebase(translation(-d), dims)
+        st.origin = st.origin + d
 
     def _min_age(self) -> float:
         """Retrieval skips entries from frames still in the KV window (sink excepted: it is old)."""
