@@ -44,16 +44,26 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(W, cfg.ffn), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn, W))
         self.ada = nn.Linear(W, MODS * W)
 
-    def forward(self, groups: list[Tensor], conds: list[Tensor], attend: Attend) -> list[Tensor]:
-        """groups[i] (B, S_i, n_i, W), conds[i] (B, S_i, W) -> updated groups, same shapes."""
-        mods = [self.ada(F.silu(c))[:, :, None].chunk(MODS, dim=-1) for c in conds]   # 6 x (B, S, 1, W)
+    def qkv_heads(self, groups: list[Tensor], mods: list[tuple[Tensor, ...]]) -> tuple[Tensor, Tensor, Tensor]:
+        """Normed per-head q, k and raw v (B, H, N, Dh) of all the groups' tokens, in group order."""
         h = torch.cat([modulate(self.norm1(x), m[0], m[1]).flatten(1, 2)
                        for x, m in zip(groups, mods)], dim=1)                        # (B, N, W)
-        B, N, W = h.shape
+        B, N, _ = h.shape
         qkv = self.qkv(h).reshape(B, N, 3, self.heads, self.head_dim)                # (B, N, 3, H, Dh)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                               # (B, H, N, Dh) each
-        o = attend(self.q_norm(q), self.k_norm(k), v)                                # (B, H, N, Dh)
-        o = self.proj(o.transpose(1, 2).reshape(B, N, W))                            # (B, N, W)
+        return self.q_norm(q), self.k_norm(k), v
+
+    def modulations(self, conds: list[Tensor]) -> list[tuple[Tensor, ...]]:
+        return [self.ada(F.silu(c))[:, :, None].chunk(MODS, dim=-1) for c in conds]   # 6 x (B, S, 1, W)
+
+    def forward(self, groups: list[Tensor], conds: list[Tensor], attend: Attend) -> list[Tensor]:
+        """groups[i] (B, S_i, n_i, W), conds[i] (B, S_i, W) -> updated groups, same shapes."""
+        mods = self.modulations(conds)
+        q, k, v = self.qkv_heads(groups, mods)
+        o = attend(q, k, v)                                                          # (B, H, N, Dh)
+        B, H, N, Dh = o.shape
+        o = self.proj(o.transpose(1, 2).reshape(B, N, H * Dh))                       # (B, N, W)
+        W = H * Dh
         out, start = [], 0
         for x, m in zip(groups, mods):
             S, n = x.shape[1], x.shape[2]

@@ -230,21 +230,31 @@ class DiT(nn.Module):
     def forward_chunk(self, x: Tensor, t: Tensor, cams: ProjCams | None, cond: Tensor, *,
                       frame_idx: Tensor, canvas: Tensor | None = None, cache: KVCache | None = None,
                       mem_kv: KV | None = None, mem_valid: Tensor | None = None,
-                      write: bool = False) -> Tensor:
+                      write: bool = False, output: bool = True) -> Tensor | None:
         """v for one chunk x (B, F, C, h, w) at t (B, F), over [cache | memory | chunk].
-        write=True (the clean pass) writes this chunk's K/V into `cache` and commits it."""
+        write=True (the clean pass) writes this chunk's K/V into `cache` and commits it;
+        output=False (a clean pass whose v nobody reads) stops at the last layer's K/V: its
+        attention, MLP and the head would only make the unused v (~1/7 of the pass)."""
         if write and cache is None:
             raise ValueError("forward_chunk(write=True) needs a KVCache")
+        if not (write or output):
+            raise ValueError("forward_chunk(write=False, output=False) would compute nothing")
         groups, conds = [self._embed_frames(x, canvas)], [self._frame_cond(t, cond)]
         pos = self.frame_positions(frame_idx)                                     # (F*tpf, 3)
         fcams = self._frame_cams(cams)
+        last = len(self.blocks) - 1
         for layer, blk in enumerate(self.blocks):
+            if layer == last and not output:
+                q, k, v = blk.qkv_heads(groups, blk.modulations(conds))           # (B, H, N, Dh) each
+                _, ke, ve = encode_qkv(q, k, v, self.layout, fcams, pos)
+                cache.write_chunk(layer, ke, ve)
+                break
             attend = self._cached_attend(layer, cache, mem_kv, fcams, pos, mem_valid, segment="current",
                                          write=write)
             groups = blk(groups, conds, attend)
         if write:
             cache.commit(pos.float())
-        return self._head(groups[0], conds[0])
+        return self._head(groups[0], conds[0]) if output else None
 
     def _cached_attend(self, layer: int, cache: KVCache | None, mem_kv: KV | None, cams, pos: Tensor,
                        mem_valid: Tensor | None, *, segment: str, write: bool = False,

@@ -57,20 +57,25 @@ def serving_dtype(device: str | torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
-def with_window(cfg: ModelConfig, window: int | None) -> ModelConfig:
-    """The config with another rolling KV window (past chunks kept); None keeps the model's."""
-    if window is None:
-        return cfg
-    return dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, window_chunks=int(window)))
+def with_context(cfg: ModelConfig, window: int | None, sink: int | None = None) -> ModelConfig:
+    """The config with another attention context: `window` past chunks in the rolling KV window,
+    `sink` first chunks kept forever; None keeps the model's."""
+    d = cfg.dit
+    if window is not None:
+        d = dataclasses.replace(d, window_chunks=int(window))
+    if sink is not None:
+        d = dataclasses.replace(d, sink_frames=int(sink) * d.chunk_frames)
+    return dataclasses.replace(cfg, dit=d)
 
 
 def build_streamer(model: str | None = None, device: str = "cpu", seed: int = 0, *, steps: int | None = None,
                    memory: str = "full", dtype: torch.dtype = torch.float32, chunk: int | None = None,
-                   window: int | None = None, registry=None) -> tuple[Streamer, CheckpointInfo]:
+                   window: int | None = None, sink: int | None = None,
+                   registry=None) -> tuple[Streamer, CheckpointInfo]:
     """A Streamer for a registry name or checkpoint path (None: the registry's default), both
     networks in `dtype` (the streamer keeps cameras and memory geometry in float32)."""
     w = load_weights(model, chunk=chunk, registry=registry)
-    return Streamer(with_window(w.cfg, window), w.dit.to(dtype), w.vae.to(dtype), device=device, seed=seed,
+    return Streamer(with_context(w.cfg, window, sink), w.dit.to(dtype), w.vae.to(dtype), device=device, seed=seed,
                     steps=steps, memory_mode=memory, checkpoint_sha=w.sha256), w.info
 
 
@@ -82,10 +87,10 @@ class ModelSource:
                  *, steps: int | None = None, memory: str = "full", lookahead: bool = False,
                  streamer: Streamer | None = None, label: str | None = None,
                  context_frames: int = TI2V_CONTEXT, dtype: torch.dtype = torch.float32, chunk: int | None = None,
-                 window: int | None = None):
+                 window: int | None = None, sink: int | None = None):
         if streamer is None:
             streamer, info = build_streamer(model, device, seed, steps=steps, memory=memory, dtype=dtype, chunk=chunk,
-                                            window=window)
+                                            window=window, sink=sink)
             label = label or info.label
         self.streamer = streamer
         self.label = label or streamer.cfg.label

@@ -197,10 +197,17 @@ def positive_int(text: str) -> int:
     return n
 
 
+def natural_int(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise ValueError("must be 0 or more")
+    return n
+
+
 def _model(spec: SourceSpec, env: SourceEnv) -> FrameSource:
     o = spec.options
     return ModelSource(spec.target, env.seed, env.prompt, env.device, memory=spec.mode or "full", lookahead=True,
-                       steps=o.get("steps"), chunk=o.get("chunk"), window=o.get("window"),
+                       steps=o.get("steps"), chunk=o.get("chunk"), window=o.get("window"), sink=o.get("sink"),
                        dtype=o.get("dtype", serving_dtype(env.device)))
 
 
@@ -218,6 +225,7 @@ for _kind in (
     SourceKind("model", _model, "the streamer on a checkpoint, with a memory mode",
                target=MODEL_TARGET, modes=MEMORY_MODES, check_target=check_model,
                settings={"steps": Setting(positive_int, "N"), "window": Setting(positive_int, "W"),
+                         "sink": Setting(natural_int, "S"),
                          "chunk": Setting(positive_int, "F"), "dtype": Setting(parse_dtype, "T")},
                shorthands={FAST: FAST_SETTINGS}),
 ):

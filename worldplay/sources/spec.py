@@ -32,7 +32,7 @@ LIST_SEP = ","
 # (registry.valid_specs, shown with every bad spec) is the authority and a test holds them together.
 SPEC_HELP = ("world (ground truth), explicit (reprojection baseline), memory (colour memory only), "
              "vae[:NAME|:PATH] (ground truth through a VAE), floor (32-px cell means), "
-             "model[:NAME|:PATH][@full|rope|latent|off][+steps=N][+window=W][+dtype=T][+fast] (NAME: a "
+             "model[:NAME|:PATH][@full|rope|latent|off][+steps=N][+window=W][+sink=S][+dtype=T][+fast] (NAME: a "
              "checkpoints.toml entry, default its default; PATH: a checkpoint file; @: the memory mode; "
              "+fast: the CPU real-time setting)")
 

@@ -259,7 +259,7 @@ class Streamer:
         with self._timed("clean_pass"):
             t0 = torch.zeros(1, Fc, dtype=self.dtype, device=self.device)
             self.dit.forward_chunk(x, t0, cams, st.cond, frame_idx=frame_idx, canvas=canvas, cache=self.cache,
-                                   mem_kv=mem_kv, write=True)
+                                   mem_kv=mem_kv, write=True, output=False)
         # 5. decode the generated frames; observed ones keep their own pixels, depth and masks
         v = self.cfg.vae
         rgb_u8 = torch.zeros(Fc, v.height, v.width, 3, dtype=torch.uint8)                  # (F, H, W, 3)
