@@ -1,5 +1,7 @@
 """The Mosaic Forcing streamer, ModelSource and bench on the micro model (fast, CPU)."""
 
+import json
+
 import pytest
 import torch
 from micro_model import MICRO, micro_config, micro_streamer, orbit, run_chunks, same_frames
@@ -147,6 +149,15 @@ def test_bench_cli_memory_mode_is_a_source_spec(capsys):
     assert cli.main(["bench", "--source", "model@sometimes"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "unknown mode 'sometimes'" in err and "model[:NAME|:PATH][@full|rope|latent|off]" in err
+
+
+def test_bench_cli_benches_a_list_side_by_side(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    assert cli.main(["bench", "--source", "world,floor", "--seconds", "0.05", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:2] == ["source", "fps"] and "floor" in table
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["source"] for r in rows] == ["world", "floor"] and all(r["fps"] > 0 for r in rows)
 
 
 def test_flops_from_config_alone():

@@ -5,6 +5,8 @@
                                --steps S, --chunk F, --kernels torch|triton|auto
                                (--source model:base-random measures the Wan2.1-1.3B-shaped preset)
   --source SPEC                any other source (explicit, memory, vae, floor): frames/s
+  --source SPEC,SPEC,...       each in turn, then a table side by side (JSON: {"rows": [...]});
+                               e.g. the README's speed levers: model,model+steps=2,model+fast
   --memory                     MosaicMemory retrieve + warp from a large store (ms), no source
 """
 
@@ -26,7 +28,8 @@ from worldplay.memory.bench import bench_memory
 from worldplay.sources.bench import bench_source
 from worldplay.sources.capabilities import close_source
 from worldplay.sources.model import ModelSource
-from worldplay.sources.registry import make_source, source_spec
+from worldplay.sources.registry import make_source, source_specs
+from worldplay.sources.spec import SourceSpec
 from worldplay.sources.spec import SPEC_HELP
 from worldplay.stream.bench import bench_streamer, check_kernels
 
@@ -35,7 +38,9 @@ MODEL_KIND = "model"          # the kind benchmarked through the streamer's own 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default=None, metavar="SPEC", help=f"what to benchmark (default world): {SPEC_HELP}")
+    p.add_argument("--source", default=None, metavar="SPEC[,SPEC...]",
+                   help=f"what to benchmark (default world; a comma list benches each in turn and prints "
+                        f"a table): {SPEC_HELP}")
     p.add_argument("--memory", nargs="?", const=True, default=None, metavar="",
                    help="benchmark MosaicMemory retrieve + warp instead of a source")
     p.add_argument("--steps", type=int, default=None, help="model: denoising steps per chunk (the preset's S)")
@@ -81,8 +86,7 @@ def _bench_memory(args: argparse.Namespace) -> dict:
     return bench_memory(n_patches=args.patches, budget=args.budget, threads=args.threads)
 
 
-def _bench_source(args: argparse.Namespace) -> dict:
-    spec = source_spec(args.source or DEFAULT_SOURCE)
+def _bench_source(args: argparse.Namespace, spec: SourceSpec) -> dict:
     if spec.kind != MODEL_KIND:
         if args.steps is not None or args.chunk is not None or args.kernels != "torch":
             raise WorldplayError(f"--steps, --chunk and --kernels set up a model; --source {spec.text} has none")
@@ -103,16 +107,37 @@ def _bench_source(args: argparse.Namespace) -> dict:
     return {"source": spec.text, **res}
 
 
+TABLE_COLUMNS = ("fps", "chunk_latency_p95_ms", "steps", "window_chunks", "sink_chunks", "dtype",
+                 "ms_denoise", "ms_clean_pass", "ms_decode")
+
+
+def _table(rows: list[dict]) -> str:
+    """Several sources side by side (one line each), e.g. the README's speed levers."""
+    width = max(len(r["source"]) for r in rows)
+    lines = [f"{'source':<{width}}  " + "  ".join(f"{c:>12}" for c in TABLE_COLUMNS)]
+    for r in rows:
+        cells = [_fmt(r.get(c, "")) if not isinstance(r.get(c), float) else f"{r[c]:.2f}" for c in TABLE_COLUMNS]
+        lines.append(f"{r['source']:<{width}}  " + "  ".join(f"{c:>12}" for c in cells))
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     args.device = str(resolve_device(args.device))   # resolved once: "auto" and typos end here
     if args.json_path:
         check_writable(args.json_path)
     if args.seconds <= 0:
         raise WorldplayError("--seconds must be positive, e.g. 5")
-    res = _bench_memory(args) if args.memory is not None else _bench_source(args)
+    if args.memory is not None:
+        res = _bench_memory(args)
+    else:
+        specs = source_specs(args.source or DEFAULT_SOURCE)   # all checked before any is built
+        rows = [_bench_source(args, spec) for spec in specs]
+        res = rows[0] if len(rows) == 1 else {"rows": rows}
+        if len(rows) > 1:
+            print(_table(rows))
     res = {**res, "machine": _machine(args.device)}
     for k, v in res.items():
-        if k != "machine":
+        if k not in ("machine", "rows"):
             print(f"{k:>22}: {_fmt(v)}")
     if args.json_path:
         atomic_write_bytes(args.json_path, (json.dumps(res, indent=2) + "\n").encode())
