@@ -70,10 +70,12 @@ class DiTConfig:
     ffn: int = 1024                # 4x width, the usual MLP ratio
     qk_norm: bool = True           # RMSNorm on q, k keeps logits bounded over long rollouts (Wan)
     chunk_frames: int = 4          # F: frames generated per causal chunk
-    steps: int = 4                 # S: few-step student denoising steps per chunk
+    steps: int = 2                 # S: denoising steps per chunk; the forcing stage trains these and 2
+                                   # keeps the shipped model real time on a 2-core CPU (README levers)
     teacher_steps: int = 24        # Euler steps of the bidirectional teacher (data / distillation)
     shift: float = 3.0             # timestep shift: spend the few steps near noise, where layout forms
-    window_chunks: int = 3         # past clean chunks kept in the rolling KV window
+    window_chunks: int = 1         # past clean chunks kept in the rolling KV window: the one before,
+                                   # as in training's 2-chunk clips; the memory carries the long range
     sink_frames: int = 4           # first frames kept in the cache forever (attention sink + anchor)
     memory_tokens: int = 240       # retrieved memory patches per chunk (one frame's worth)
     vocab_size: int = 64           # scene words for the prompt embedding (MosaicWorld's vocabulary)
@@ -148,7 +150,9 @@ PRESETS: dict[str, ModelConfig] = {
         name="base",
         vae=VAEConfig(downsample=8, shuffle=2, widths=(128, 256, 256), blocks=(1, 2, 2),
                       mid_blocks=2, groups=32),
-        dit=DiTConfig(width=1536, depth=30, heads=12, ffn=8960, shift=5.0, memory_tokens=960),
+        # Wan-like streaming: 4 steps over a 3-chunk window (a GPU has the time; tiny is tuned for CPUs)
+        dit=DiTConfig(width=1536, depth=30, heads=12, ffn=8960, shift=5.0, memory_tokens=960, steps=4,
+                      window_chunks=3),
         labelled_random=True,
         label="base (random weights, benchmark only)",
     ),

@@ -45,16 +45,12 @@ GEN_FPS_EMA = 0.3   # weight of the newest chunk in the generation rate: steady,
 GEN_WARMUP = 2      # chunks shown raw: the first pays the context render and one-off allocations
 TI2V_CONTEXT = 1    # frames observed by default: the model starts from one real frame
 # `model+fast`: the CPU real-time setting (README "Speed levers"): the 2 steps the forcing stage
-# trains, one past chunk in the rolling window (the memory carries the long range), bf16 matmuls
-# and convolutions (this CPU has AVX-512 BF16). Typed settings win: model+fast+steps=4.
+# trains and one past chunk in the rolling window (the memory carries the long range); the
+# precision stays the device's (serving_dtype). The shipped tiny model's own setting is this one;
+# the client asks for it on CPU so that any model (base, a file) runs as fast as it can there.
+# Typed settings win: model+fast+steps=4.
 FAST = "fast"
-FAST_SETTINGS = {"steps": "2", "window": "1", "dtype": "bfloat16"}
-
-
-def serving_dtype(device: str | torch.device) -> torch.dtype:
-    """What a model runs in when its spec does not say: bf16 on CUDA (tensor cores; the cameras
-    stay float32, see Streamer), float32 on CPU (the shipped setting the README's eval reports)."""
-    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+FAST_SETTINGS = {"steps": "2", "window": "1"}
 
 
 def with_context(cfg: ModelConfig, window: int | None, sink: int | None = None) -> ModelConfig:

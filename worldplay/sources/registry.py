@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from worldplay.checkpoints import load_registry
-from worldplay.devices import resolve_device
+from worldplay.devices import resolve_device, serving_dtype
 from worldplay.errors import WorldplayError
 from worldplay.sources.explicit import ExplicitSource
 from worldplay.sources.floor import FloorSource
 from worldplay.sources.memory import MemorySource
-from worldplay.sources.model import FAST, FAST_SETTINGS, ModelSource, serving_dtype
+from worldplay.sources.model import FAST, FAST_SETTINGS, ModelSource
 from worldplay.sources.protocol import FrameSource
 from worldplay.sources.spec import KIND_RE, SourceSpec, SpecError, parse_spec, split_specs
 from worldplay.sources.vae import VaeSource
