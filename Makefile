@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || echo "torch==2.13.0")
 
-.PHONY: play test install install-dev bench clean gpu-train
+.PHONY: play test install install-dev bench clean gpu-train gpu-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,8 +40,8 @@ clean:
 # (OUT/model/), the loss log and a --quick eval JSON, ready to copy into assets/ and commit.
 # The run folder (with optimizer state) stays outside OUT. Runs from the tree, installs nothing.
 MINUTES ?= 5
-OUT ?= out/train
 RUN ?= /tmp/worldplay-gpu-run
+gpu-train: OUT ?= out/train
 gpu-train:
 	@mkdir -p $(OUT)/model
 	PYTHONPATH=$(CURDIR) $(PY) -m worldplay train causal --device cuda --init mosaic-tiny --minutes $(MINUTES) \
@@ -51,3 +51,11 @@ gpu-train:
 	cp "$$(ls $(RUN)/samples/*.png | tail -1)" $(OUT)/samples.png
 	PYTHONPATH=$(CURDIR) $(PY) -m worldplay eval --device cuda --quick --no-progress \
 		--source model:$(OUT)/model@full,model:$(OUT)/model@off --json $(OUT)/eval.json
+
+# On a CUDA machine (same packages as gpu-train; pytest if there): in under 4 minutes, the GPU
+# tests, `python -m kernels.bench` and `worldplay bench` of the shipped model and base-random with
+# --kernels torch and triton; their JSONs, log.txt and summary.md (FPS, kernel speed-up) land in
+# OUT. Without CUDA it says so in one line. Runs from the tree, installs nothing.
+gpu-check: OUT ?= out/gpu
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(PY) -m kernels.gpu_check --out $(OUT)

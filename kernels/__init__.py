@@ -2,10 +2,12 @@
 
 - attention.py: fused attention of fresh queries over a segmented KV (cache | memory | current),
   read in place, online softmax (flash style); attention_reference.py: the same in plain torch;
-  attention_check.py: the shape checks both share.
+  attention_check.py: the shape checks both share; attention_split.py: the split over the keys
+  for small grids and the exact merge of the splits; attention_tune.py: CUDA autotuning configs.
 - dispatch.py: Triton on CUDA, the torch reference elsewhere; WORLDPLAY_KERNELS forces either.
 - bench.py: `python -m kernels.bench` prints timings (needs CUDA for real numbers).
 - aot.py: `python -m kernels.aot` compiles every kernel for sm_80 / sm_90 on a machine without a GPU.
+- gpu_check.py (+ gpu_summary.py): `make gpu-check`, everything a lent GPU should measure, in 4 minutes.
 - jit.py: kernels decorated lazily (compiled on CUDA, interpreted on CPU) and launched.
 
 Triton is optional (the `dev` extra, Linux only): the kernel modules import it at their top,

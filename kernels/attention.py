@@ -14,6 +14,13 @@ validity mask, query i always sees current key i (needs Nq == Nc: a padding toke
 itself, so no row is empty - what worldplay's DiT does for padded memory tokens). A row that
 sees no key at all gets zeros.
 
+Few queries (the tiny model's 960-token chunks on 4 heads) make too few programs to fill a big
+GPU, so the launcher can also split the keys (attention_split.py, flash-decoding style): each
+program walks one run of the segments laid end to end and leaves its partial softmax state, and
+a small second kernel merges the runs exactly. On CUDA it splits when the grid would fall short
+of TARGET_PROGRAMS_PER_SM and autotunes the tiles (attention_tune.py); the interpreter keeps
+INTERPRET_BLOCK tiles and splits only when asked (`splits=`), as the tests do.
+
 The same attention in plain torch, the dispatch's path without Triton, is attention_reference.py.
 
 Encodings are applied outside: q, k, v arrive PRoPE/RoPE-encoded and the caller applies the PRoPE
@@ -33,7 +40,10 @@ import math
 import torch
 from torch import Tensor
 
-from kernels.attention_check import check_attention
+from kernels import KernelError
+from kernels.attention_check import INTERPRET_BLOCK, check_attention
+from kernels.attention_split import KEY_ALIGN, choose_splits, combine_launch, split_buffers, split_keys
+from kernels.attention_tune import autotune_spec, sm_count
 from kernels.jit import Launch, cdiv, check_launch, jit
 
 try:  # Triton: the optional dev extra; dispatch.py imports this module only when a Triton path runs
@@ -42,25 +52,26 @@ except ImportError:
     tl = None   # the kernel's annotations stay strings; a launch says that Triton is missing
 
 LOG2E = 1.0 / math.log(2.0)   # the kernel works in base 2: exp(x) = exp2(x * log2(e))
-# (BLOCK_M, BLOCK_N, num_warps, num_stages) on CUDA, by input width and head dim; the Triton
-# tutorial's usual winners on Hopper / Ampere. `python -m kernels.bench` sweeps alternatives.
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) on CUDA when a config is forced untuned (kernels/aot.py,
+# `python -m kernels.bench --sweep`), by input width and head dim: the Triton tutorial's usual
+# winners on Hopper / Ampere. They also size the split decision of tuned launches.
 CUDA_CONFIG_HALF = {16: (128, 64, 4, 3), 32: (128, 64, 4, 3), 64: (128, 64, 4, 3), 128: (128, 64, 8, 3)}
 CUDA_CONFIG_FP32 = (64, 32, 4, 2)     # fp32 tiles are twice the bytes: smaller, or shared memory overflows
-INTERPRET_BLOCK = 16                  # the interpreter runs numpy per block: the smallest tl.dot tile
 
 
-@jit
+@jit(tune=autotune_spec)
 def _segmented_attention_kernel(
-        Q, CK, CV, MK, MV, MVALID, K, V, KVALID, Out,
+        Q, CK, CV, MK, MV, MVALID, K, V, KVALID, Out, PACC, PM, PDEN,
         s_qb, s_qh, s_qn, s_ckb, s_ckh, s_ckn, s_cvb, s_cvh, s_cvn,
         s_mkb, s_mkh, s_mkn, s_mvb, s_mvh, s_mvn, s_kb, s_kh, s_kn, s_vb, s_vh, s_vn,
-        s_ob, s_oh, s_on, s_mvalid, s_kvalid,
-        H, n_q, n_cache, n_mem, n_cur, qk_scale,
+        s_ob, s_oh, s_on, s_mvalid, s_kvalid, s_as, s_ab, s_ah, s_an, s_ms, s_mb, s_mh, s_mn,
+        H, n_q, n_cache, n_mem, n_cur, keys_per_split, qk_scale,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        HAS_MEM_VALID: tl.constexpr, HAS_CUR_VALID: tl.constexpr, UPCAST: tl.constexpr,
-        PRECISION: tl.constexpr):
+        HAS_MEM_VALID: tl.constexpr, HAS_CUR_VALID: tl.constexpr, SPLIT: tl.constexpr,
+        UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
+    split = tl.program_id(2)
     b = (pid_bh // H).to(tl.int64)          # int64 offsets: batch x stride of a big cache can pass 2^31
     h = (pid_bh % H).to(tl.int64)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -73,6 +84,8 @@ def _segmented_attention_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)     # running max of base-2 logits
     l_i = tl.zeros([BLOCK_M], tl.float32)                   # running softmax denominator
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    # A split owns keys [split_lo, split_lo + keys_per_split) of [cache | memory | current].
+    split_lo = split * keys_per_split
     # The three segments, unrolled at compile time; each branch only rebinds where keys live.
     for seg in tl.static_range(3):
         if seg == 0:
@@ -81,21 +94,30 @@ def _segmented_attention_kernel(
             sk = s_ckn
             sv = s_cvn
             n_keys = n_cache
+            seg_start = 0
         elif seg == 1:
             k_base = MK + b * s_mkb + h * s_mkh
             v_base = MV + b * s_mvb + h * s_mvh
             sk = s_mkn
             sv = s_mvn
             n_keys = n_mem
+            seg_start = n_cache
         else:
             k_base = K + b * s_kb + h * s_kh
             v_base = V + b * s_vb + h * s_vh
             sk = s_kn
             sv = s_vn
             n_keys = n_cur
-        for start in range(0, n_keys, BLOCK_N):
+            seg_start = n_cache + n_mem
+        if SPLIT:   # this split's part of the segment, in the segment's own indices (may be empty)
+            lo = tl.maximum(split_lo - seg_start, 0)
+            hi = tl.minimum(split_lo + keys_per_split - seg_start, n_keys)
+        else:
+            lo = 0
+            hi = n_keys
+        for start in range(lo, hi, BLOCK_N):
             offs_n = start + tl.arange(0, BLOCK_N)
-            col_ok = offs_n < n_keys
+            col_ok = offs_n < hi
             kt = tl.load(k_base + offs_n[None, :] * sk + offs_d[:, None],
                          mask=col_ok[None, :], other=0.0)                  # (D, BLOCK_N)
             vb = tl.load(v_base + offs_n[:, None] * sv + offs_d[None, :],
@@ -125,9 +147,17 @@ def _segmented_attention_kernel(
             acc = acc * alpha[:, None]
             acc = tl.dot(p.to(vb.dtype), vb, acc, input_precision=PRECISION)
             m_i = m_new
-    o = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]      # rows that saw nothing stay 0
-    tl.store(Out + b * s_ob + h * s_oh + offs_m[:, None] * s_on + offs_d[None, :],
-             o.to(Out.dtype.element_ty), mask=row_ok[:, None])
+    if SPLIT:   # the partial state, unnormalised: attention_split.py merges the splits
+        sp = split.to(tl.int64)
+        tl.store(PACC + sp * s_as + b * s_ab + h * s_ah + offs_m[:, None] * s_an + offs_d[None, :],
+                 acc, mask=row_ok[:, None])
+        state = sp * s_ms + b * s_mb + h * s_mh + offs_m * s_mn
+        tl.store(PM + state, m_i, mask=row_ok)
+        tl.store(PDEN + state, l_i, mask=row_ok)
+    else:
+        o = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]      # rows that saw nothing stay 0
+        tl.store(Out + b * s_ob + h * s_oh + offs_m[:, None] * s_on + offs_d[None, :],
+                 o.to(Out.dtype.element_ty), mask=row_ok[:, None])
 
 
 Config = tuple[int, int, int, int]   # (BLOCK_M, BLOCK_N, num_warps, num_stages)
@@ -146,36 +176,61 @@ def segmented_attention(q: Tensor, k: Tensor | None = None, v: Tensor | None = N
                         cache_len: int | None = None, mem_k: Tensor | None = None,
                         mem_v: Tensor | None = None, mem_valid: Tensor | None = None,
                         cur_valid: Tensor | None = None, scale: float | None = None,
-                        config: Config | None = None) -> Tensor:
+                        config: Config | None = None, splits: int | None = None) -> Tensor:
     """Triton launcher: softmax(q K^T * scale) V over [cache[:cache_len] | memory | current].
 
     q (B, H, Nq, D); k, v: the current segment (B, H, Nc, D) or None; see the module docstring
     for the segments. scale defaults to 1 / sqrt(D). Returns (B, H, Nq, D) in q's dtype.
-    config overrides (BLOCK_M, BLOCK_N, num_warps, num_stages); tiles are powers of two >= 16.
+    config forces (BLOCK_M, BLOCK_N, num_warps, num_stages), tiles powers of two >= 16 (default:
+    autotuned on CUDA, INTERPRET_BLOCK in the interpreter). splits: key splits (1: none; default:
+    chosen from the grid size on CUDA, none in the interpreter); fewer run when the keys run out.
     """
-    launch, out = attention_launch(q, k, v, cache_k=cache_k, cache_v=cache_v, cache_len=cache_len,
-                                   mem_k=mem_k, mem_v=mem_v, mem_valid=mem_valid, cur_valid=cur_valid,
-                                   scale=scale, config=config)
+    launches, out = attention_launches(q, k, v, cache_k=cache_k, cache_v=cache_v, cache_len=cache_len,
+                                       mem_k=mem_k, mem_v=mem_v, mem_valid=mem_valid, cur_valid=cur_valid,
+                                       scale=scale, config=config, splits=splits)
     if out.numel():
-        launch.run()
+        for launch in launches:
+            launch.run()
     return out
 
 
-def attention_launch(q: Tensor, k: Tensor | None, v: Tensor | None, *, cache_k: Tensor | None,
-                     cache_v: Tensor | None, cache_len: int | None, mem_k: Tensor | None,
-                     mem_v: Tensor | None, mem_valid: Tensor | None, cur_valid: Tensor | None,
-                     scale: float | None, config: Config | None,
-                     interpreted: bool | None = None) -> tuple[Launch, Tensor]:
-    """Checked kernel arguments and the output buffer, without launching. interpreted None: as the
-    kernel will run here (checked, so shape errors come before Triton's); kernels/aot.py passes False."""
+def planned_splits(q: Tensor, n_keys: int, config: Config | None, splits: int | None,
+                   interpreted: bool) -> tuple[int, int]:
+    """(keys per split, splits) the launcher runs: asked for, or by the grid size on CUDA."""
+    tuned = config is None and not interpreted
+    bm, bn, _, _ = config or default_config(q.dtype, q.shape[-1], interpreted)
+    if splits is None:
+        programs = cdiv(q.shape[2], bm) * q.shape[0] * q.shape[1]
+        splits = 1 if interpreted else choose_splits(programs, n_keys, sm_count(q.device))
+    return split_keys(n_keys, splits, KEY_ALIGN if tuned else bn)
+
+
+def attention_launches(q: Tensor, k: Tensor | None, v: Tensor | None, *, cache_k: Tensor | None,
+                       cache_v: Tensor | None, cache_len: int | None, mem_k: Tensor | None,
+                       mem_v: Tensor | None, mem_valid: Tensor | None, cur_valid: Tensor | None,
+                       scale: float | None, config: Config | None, splits: int | None = None,
+                       interpreted: bool | None = None) -> tuple[list[Launch], Tensor]:
+    """Checked launches (the attention; with a split, then the merge) and the output buffer, not run.
+    interpreted None: as the kernel will run here (checked, so shape errors come before Triton's);
+    kernels/aot.py passes False and a config. Tuned (config None, compiled) launches need CUDA."""
     sh = check_attention(q, k, v, cache_k=cache_k, cache_v=cache_v, cache_len=cache_len, mem_k=mem_k,
                          mem_v=mem_v, mem_valid=mem_valid, cur_valid=cur_valid, kernel=True,
                          block_m=config and config[0], block_n=config and config[1])
     if interpreted is None:
         check_launch(_segmented_attention_kernel, q.device)
         interpreted = _segmented_attention_kernel.interpreted
+    tuned = config is None and not interpreted
+    if tuned and q.device.type != "cuda":
+        raise KernelError("attention: autotuned launches run on CUDA; pass config= to prepare one elsewhere")
     bm, bn, warps, stages = config or default_config(q.dtype, sh.head_dim, interpreted)
+    keys_per_split, n_splits = planned_splits(q, sh.n_cache + sh.n_mem + sh.n_cur, config, splits, interpreted)
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    if n_splits > 1:
+        acc, m, denom = split_buffers(q, n_splits)
+        part = (*acc.stride()[:4], *m.stride())
+    else:   # unused: the unsplit kernel stores straight into out
+        acc = m = denom = out
+        part = (0,) * 8
     # Absent segments get a stand-in tensor and length 0, so the kernel never reads them.
     ck, cv = (cache_k, cache_v) if sh.n_cache else (q, q)
     mk, mv = (mem_k, mem_v) if sh.n_mem else (q, q)
@@ -183,12 +238,21 @@ def attention_launch(q: Tensor, k: Tensor | None, v: Tensor | None, *, cache_k: 
     mval = mem_valid.contiguous().view(torch.uint8) if mem_valid is not None else out
     kval = cur_valid.contiguous().view(torch.uint8) if cur_valid is not None else out
     scale = 1.0 / math.sqrt(sh.head_dim) if scale is None else scale
-    args = (q, ck, cv, mk, mv, mval, kk, vv, kval, out,
+    args = (q, ck, cv, mk, mv, mval, kk, vv, kval, out, acc, m, denom,
             *q.stride()[:3], *ck.stride()[:3], *cv.stride()[:3], *mk.stride()[:3], *mv.stride()[:3],
-            *kk.stride()[:3], *vv.stride()[:3], *out.stride()[:3], mval.stride(0), kval.stride(0),
-            sh.heads, sh.n_q, sh.n_cache, sh.n_mem, sh.n_cur, scale * LOG2E)
-    consts = dict(HEAD_DIM=sh.head_dim, BLOCK_M=bm, BLOCK_N=bn, HAS_MEM_VALID=mem_valid is not None,
-                  HAS_CUR_VALID=cur_valid is not None, UPCAST=interpreted and q.dtype == torch.bfloat16,
+            *kk.stride()[:3], *vv.stride()[:3], *out.stride()[:3], mval.stride(0), kval.stride(0), *part,
+            sh.heads, sh.n_q, sh.n_cache, sh.n_mem, sh.n_cur, keys_per_split, scale * LOG2E)
+    consts = dict(HEAD_DIM=sh.head_dim, HAS_MEM_VALID=mem_valid is not None,
+                  HAS_CUR_VALID=cur_valid is not None, SPLIT=n_splits > 1,
+                  UPCAST=interpreted and q.dtype == torch.bfloat16,
                   PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
-    grid = (cdiv(sh.n_q, bm), sh.batch * sh.heads)
-    return Launch(_segmented_attention_kernel, grid, args, consts, dict(num_warps=warps, num_stages=stages)), out
+    n_bh = sh.batch * sh.heads
+    if tuned:
+        launch = Launch(_segmented_attention_kernel, lambda meta: (cdiv(sh.n_q, meta["BLOCK_M"]), n_bh, n_splits),
+                        args, consts, {}, tuned=True)
+    else:
+        launch = Launch(_segmented_attention_kernel, (cdiv(sh.n_q, bm), n_bh, n_splits), args,
+                        dict(consts, BLOCK_M=bm, BLOCK_N=bn), dict(num_warps=warps, num_stages=stages))
+    if n_splits == 1:
+        return [launch], out
+    return [launch, combine_launch(acc, m, denom, out, interpreted)], out

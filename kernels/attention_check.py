@@ -17,6 +17,7 @@ from kernels import KernelError
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 KERNEL_HEAD_DIMS = (16, 32, 64, 128)   # powers of two: tl.arange needs them, tl.dot needs >= 16
 MIN_BLOCK = 16                          # tl.dot's smallest tile side
+INTERPRET_BLOCK = MIN_BLOCK             # the interpreter runs numpy per block: its tiles stay smallest
 
 
 @dataclass(frozen=True)

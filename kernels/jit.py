@@ -12,6 +12,11 @@ the length of the launch; compiled launches never call it). So on CUDA kernels a
 (TRITON_INTERPRET unset at the first launch), on CPU they run in the interpreter (set), and
 `check_launch` turns the other cases into one clear KernelError.
 
+A kernel may also carry an autotuning spec (`jit(tune=...)`): a function returning
+triton.autotune's keyword arguments, called on the first tuned launch (the configs are Triton
+objects, so building them must wait until Triton is known to be there). Tuned launches are for
+compiled kernels only; the interpreter always gets explicit tiles.
+
 Triton is imported at the top, guarded: it is the `dev` extra, and only the kernel modules and
 the tools around them (aot.py, bench.py) import this one. Kernel modules import
 `triton.language as tl` themselves, the same way, and use `from __future__ import annotations`
@@ -51,10 +56,12 @@ def _is_interpreted(fn) -> bool:
 class LazyKernel:
     """A Triton kernel function, decorated with triton.jit on first use; launch it through `Launch`."""
 
-    def __init__(self, fn: Callable):
+    def __init__(self, fn: Callable, tune: Callable[[], dict] | None = None):
         self.fn = fn
+        self.tune = tune
         self.__name__ = fn.__name__
         self._kernel = None
+        self._tuned = None
 
     @property
     def kernel(self):
@@ -63,12 +70,24 @@ class LazyKernel:
         return self._kernel
 
     @property
+    def tuned(self):
+        """The kernel wrapped in triton.autotune (its tuning cache lives as long as this object)."""
+        if self.tune is None:
+            raise KernelError(f"{self.__name__} has no autotuning configs; launch it with explicit tiles")
+        if self._tuned is None:
+            self._tuned = _triton(self.__name__).autotune(**self.tune())(self.kernel)
+        return self._tuned
+
+    @property
     def interpreted(self) -> bool:
         return _is_interpreted(self.kernel)
 
 
-def jit(fn: Callable) -> LazyKernel:
-    return LazyKernel(fn)
+def jit(fn: Callable | None = None, *, tune: Callable[[], dict] | None = None):
+    """@jit, or @jit(tune=spec) for a kernel that can also be launched autotuned."""
+    if fn is None:
+        return lambda f: LazyKernel(f, tune)
+    return LazyKernel(fn, tune)
 
 
 @contextmanager
@@ -110,12 +129,16 @@ def check_launch(kernel: LazyKernel, device: torch.device) -> None:
 class Launch:
     """One kernel launch, prepared: what `run` does, and what kernels/aot.py compiles ahead of time."""
     kernel: LazyKernel
-    grid: tuple[int, ...]
+    grid: tuple[int, ...] | Callable[[dict], tuple[int, ...]]   # a callable of the tuned meta-parameters
     args: tuple                     # positional: tensors and runtime scalars
     constexprs: dict[str, Any]
     options: dict[str, int]         # num_warps / num_stages (compiled kernels only)
+    tuned: bool = False             # autotuned: tiles, warps and stages come from the tuner
 
     def run(self) -> None:
+        if self.tuned:
+            self.kernel.tuned[self.grid](*self.args, **self.constexprs)
+            return
         fn = self.kernel.kernel
         if not self.kernel.interpreted:
             fn[self.grid](*self.args, **self.constexprs, **self.options)
