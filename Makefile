@@ -58,4 +58,4 @@ gpu-train:
 # OUT. Without CUDA it says so in one line. Runs from the tree, installs nothing.
 gpu-check: OUT ?= out/gpu
 gpu-check:
-	PYTHONPATH=$(CURDIR) $(PY) -m kernels.gpu_check --out $(OUT)
+	@PYTHONPATH=$(CURDIR) $(PY) -m kernels.gpu_check --out $(OUT)
