@@ -120,3 +120,31 @@ def test_a_batch_is_the_mean_of_its_rows(tmp_path, one_thread):
     two.generator.manual_seed(3)
     both = float(two.loss(0)["loss"].detach())
     assert both == pytest.approx(sum(rows) / 2, rel=1e-4)
+
+
+def test_cached_latents_reach_the_dit_normalised_whatever_wrote_them(tmp_path):
+    """A cache written by an uncalibrated VAE (raw latents; older files had no statistics at all)
+    is read by the calibrated VAE as unit-scale latents, not raw ones."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from worldplay.model.vae import RGBDVAE
+    from worldplay.train.latents import Clip, load_clip, save_clip, vae_hash
+
+    vae = RGBDVAE(seed=0)
+    g = torch.Generator().manual_seed(0)
+    raw = (torch.randn(6, vae.cfg.latent_ch, 3, 5, generator=g) * 2.5 + 1.5).half()     # (T, C, h, w)
+    n = raw.shape[0]
+    clip = Clip(raw, torch.ones(n, 2, 2), torch.zeros(n, 2, 2), torch.eye(4).expand(n, 4, 4).clone(),
+                torch.arange(n, dtype=torch.float64), torch.zeros(8, dtype=torch.long), [], "c")
+    vid = vae_hash(vae)
+    path = save_clip(tmp_path, clip, vae, vid)             # written before calibration: raw latents
+    old = tmp_path / "old.safetensors"                     # the same file as older versions wrote it
+    t = {k: v for k, v in load_file(str(path)).items() if not k.startswith("latent_")}
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    save_file(t, str(old), metadata=meta)
+    vae.calibrate(raw.float())                              # now calibrated: stats of these latents
+    for p in (path, old):
+        z = load_clip(p, vae, vid).z.float()
+        assert z.mean().abs() < 0.05 and (z.std(dim=(0, 2, 3)) - 1).abs().max() < 0.05, p.name

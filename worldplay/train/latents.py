@@ -128,9 +128,13 @@ def load_clip(path: Path, vae: RGBDVAE, vae_id: str) -> Clip:
                                  f"delete the cache folder and rebuild it with this VAE")
         t = {k: f.get_tensor(k) for k in f.keys()}
     revisits = [tuple(r) for r in json.loads(meta.get("revisits", "[]"))]
-    z = t["z"]
-    if "latent_mean" in t:
-        z = vae.renormalize(z, t["latent_mean"], t["latent_std"]).half()
+    # Files from before latent statistics existed hold raw latents: their statistics are the
+    # identity. Converting those too matters: a calibrated VAE would otherwise be handed raw
+    # latents (std 1.5-3.3 per channel) and calibrate_on, seeing it calibrated, would not fix them.
+    C = t["z"].shape[1]
+    mean = t.get("latent_mean", torch.zeros(C))
+    std = t.get("latent_std", torch.ones(C))
+    z = vae.renormalize(t["z"], mean, std).half()
     return Clip(z, t["depth"], t["dynamic"], t["c2w"], t["times"], t["prompt"], revisits, path.stem)
 
 
