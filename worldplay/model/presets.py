@@ -76,7 +76,9 @@ class DiTConfig:
     shift: float = 3.0             # timestep shift: spend the few steps near noise, where layout forms
     window_chunks: int = 1         # past clean chunks kept in the rolling KV window: the one before,
                                    # as in training's 2-chunk clips; the memory carries the long range
-    sink_frames: int = 4           # first frames kept in the cache forever (attention sink + anchor)
+    sink_frames: int = 0           # first frames kept in the cache forever (attention sink + anchor);
+                                   # none for tiny: training clips never show one, and the memory
+                                   # keeps the start (a GPU preset can afford one: base)
     memory_tokens: int = 240       # retrieved memory patches per chunk (one frame's worth)
     vocab_size: int = 64           # scene words for the prompt embedding (MosaicWorld's vocabulary)
     prompt_len: int = 8            # words per prompt, padded
@@ -152,7 +154,7 @@ PRESETS: dict[str, ModelConfig] = {
                       mid_blocks=2, groups=32),
         # Wan-like streaming: 4 steps over a 3-chunk window (a GPU has the time; tiny is tuned for CPUs)
         dit=DiTConfig(width=1536, depth=30, heads=12, ffn=8960, shift=5.0, memory_tokens=960, steps=4,
-                      window_chunks=3),
+                      window_chunks=3, sink_frames=4),
         labelled_random=True,
         label="base (random weights, benchmark only)",
     ),

@@ -44,13 +44,13 @@ from worldplay.world.scene import Scene, make_scene
 GEN_FPS_EMA = 0.3   # weight of the newest chunk in the generation rate: steady, yet follows a change
 GEN_WARMUP = 2      # chunks shown raw: the first pays the context render and one-off allocations
 TI2V_CONTEXT = 1    # frames observed by default: the model starts from one real frame
-# `model+fast`: the CPU real-time setting (README "Speed levers"): the 2 steps the forcing stage
-# trains and one past chunk in the rolling window (the memory carries the long range); the
-# precision stays the device's (serving_dtype). The shipped tiny model's own setting is this one;
-# the client asks for it on CPU so that any model (base, a file) runs as fast as it can there.
-# Typed settings win: model+fast+steps=4.
+# `model+fast`: the CPU real-time setting (README "Speed levers"): 2 denoising steps, one past
+# chunk in the rolling window and no sink, the context of training's 2-chunk clips (the memory
+# carries the long range); the precision stays the device's (serving_dtype). The shipped tiny
+# model's own setting is this one; the client asks for it on CPU so that any model (base, a
+# file) runs as fast as it can there. Typed settings win: model+fast+steps=4.
 FAST = "fast"
-FAST_SETTINGS = {"steps": "2", "window": "1"}
+FAST_SETTINGS = {"steps": "2", "window": "1", "sink": "0"}
 
 
 def with_context(cfg: ModelConfig, window: int | None, sink: int | None = None) -> ModelConfig:

@@ -35,12 +35,13 @@ class Weights:
 
 
 def with_chunk(cfg: ModelConfig, chunk: int | None) -> ModelConfig:
-    """The config with another chunk length F (the sink stays one chunk); None keeps it."""
+    """The config with another chunk length F (the sink keeps its number of chunks); None keeps it."""
     if chunk is None:
         return cfg
     if chunk < 1:
         raise WorldplayError(f"chunk {chunk}: frames per chunk must be at least 1")
-    return dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, chunk_frames=chunk, sink_frames=chunk))
+    return dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, chunk_frames=chunk,
+                                                                    sink_frames=cfg.dit.sink_chunks * chunk))
 
 
 def default_model() -> str:
