@@ -52,6 +52,7 @@ from worldplay.model.kv_cache import KVCache
 from worldplay.model.presets import ModelConfig
 from worldplay.model.prope import recentred, translation
 from worldplay.model.vae import RGBDVAE, frames_to_tensor, tensor_to_uint8
+from worldplay.procstats import trim_heap
 from worldplay.stream.recall import recall
 from worldplay.stream.sampler import FlowSchedule
 from worldplay.stream.sampler import step as sampler_step
@@ -66,6 +67,7 @@ WINDOW_EPS = 1e-6             # seconds: keeps the oldest KV-window frame itself
 # of their logits; re-centring is exact (attention sees only relative poses) and the cached
 # K/V are moved with it (KVCache.rebase), so any walk stays as exact as its start.
 RECENTRE_M = 16.0
+HEAP_TRIM_CHUNKS = 16         # chunks between returns of freed heap pages to the OS (procstats.trim_heap)
 
 
 def memory_config_for(cfg: ModelConfig, **overrides) -> MemoryConfig:
@@ -254,12 +256,13 @@ class Streamer:
         # 3. denoise (nothing to denoise in a chunk that was all observed)
         with self._timed("denoise"):
             mem_kv = self.dit.memory_kv(mem, st.cond, self.cache)                # once per chunk
-            x = zk[None] if P == Fc else self._denoise(cams, frame_idx, mem_kv, canvas, zk)   # (1, F, C, h, w)
+            mem_valid = mem.valid if mem is not None else None                   # (1, budget) padding rows off
+            x = zk[None] if P == Fc else self._denoise(cams, frame_idx, mem_kv, mem_valid, canvas, zk)
         # 4. clean pass: this chunk's K/V go into the cache
         with self._timed("clean_pass"):
             t0 = torch.zeros(1, Fc, dtype=self.dtype, device=self.device)
             self.dit.forward_chunk(x, t0, cams, st.cond, frame_idx=frame_idx, canvas=canvas, cache=self.cache,
-                                   mem_kv=mem_kv, write=True, output=False)
+                                   mem_kv=mem_kv, mem_valid=mem_valid, write=True, output=False)
         # 5. decode the generated frames; observed ones keep their own pixels, depth and masks
         v = self.cfg.vae
         rgb_u8 = torch.zeros(Fc, v.height, v.width, 3, dtype=torch.uint8)                  # (F, H, W, 3)
@@ -289,11 +292,13 @@ class Streamer:
         st.chunk += 1
         st.frame += Fc
         st.stats["chunks"] = st.chunk
+        if st.chunk % HEAP_TRIM_CHUNKS == 0:   # RSS stays flat over long sessions (README soak)
+            trim_heap()
         return [Frame(rgb=rgb_u8[f], depth=depth[f], dynamic=dynamic[f], c2w=c2w[f].clone(), t=float(times[f]))
                 for f in range(Fc)]
 
-    def _denoise(self, cams, frame_idx: Tensor, mem_kv: KV | None, canvas: Tensor | None,
-                 zk: Tensor | None) -> Tensor:
+    def _denoise(self, cams, frame_idx: Tensor, mem_kv: KV | None, mem_valid: Tensor | None,
+                 canvas: Tensor | None, zk: Tensor | None) -> Tensor:
         """x0 of the chunk (1, F, C, h, w); the P observed latents zk (P, C, h, w) lead it, clean."""
         C, (h, w), Fc = self.cfg.vae.latent_ch, self.cfg.latent_hw, self.cfg.dit.chunk_frames
         P = 0 if zk is None else zk.shape[0]
@@ -303,18 +308,22 @@ class Streamer:
             if P:   # observed frames are clean at every step
                 x[:, :P], tt[:, :P] = zk, 0.0
             v = self.dit.forward_chunk(x, tt, cams, self.state.cond, frame_idx=frame_idx, canvas=canvas,
-                                       cache=self.cache, mem_kv=mem_kv)
+                                       cache=self.cache, mem_kv=mem_kv, mem_valid=mem_valid)
             x = sampler_step(x, v, t, t_next, SAMPLER_MODE, self.generator)
         if P:
             x[:, :P] = zk
         return x
 
     def _recall(self, c2w: Tensor, frame_idx: Tensor) -> tuple[MemoryTokens | None, Tensor | None]:
-        """Memory tokens (Warped RoPE positions, source cameras) and the warped canvas (1, F, C+1, h, w)."""
+        """Memory tokens (Warped RoPE positions, source cameras) and the warped canvas (1, F, C+1, h, w).
+        The tokens are padded to the full budget (padding masked out): every chunk then has the
+        same shapes, and oneDNN, which keeps compiled bf16 kernels per matrix shape, stops
+        growing the process by ~0.7 MB for every new token count it meets (README soak)."""
         mem, canvas = recall(self.dit, self.memory, c2w, self.K, frame_idx, budget=self.cfg.dit.memory_tokens,
                              min_age=self._min_age(), use_tokens=self.use_tokens, use_canvas=self.use_canvas,
-                             dtype=self.dtype, cam_dtype=self.cam_dtype, origin=self.state.origin)
-        self.state.stats["memory_tokens"] = len(mem) if mem is not None else 0
+                             dtype=self.dtype, cam_dtype=self.cam_dtype, origin=self.state.origin,
+                             pad=True)
+        self.state.stats["memory_tokens"] = int(mem.valid.sum()) if mem is not None else 0
         return mem, canvas
 
     def _recentre(self, eye: Tensor) -> None:
