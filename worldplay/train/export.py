@@ -19,12 +19,21 @@ PRESET = "tiny"
 
 
 def _steps(run: str, part: str) -> dict:
-    """Steps, minutes and origin of a run folder's part (a DiT run reports its VAE's run too)."""
+    """Steps, minutes and origin of a run folder's part (a DiT run reports its VAE's run too).
+    A run that started from another run folder counts that run's steps and minutes too, so the
+    HUD shows all the training behind the weights."""
     p = Path(run) / (VAE_STATE if part == "vae" and (Path(run) / VAE_STATE).exists() else STATE)
     if not p.exists():
         return {"from": run}
     st = json.loads(p.read_text())
-    return {"steps": st["step"], "minutes": round(st["seconds"] / 60, 1), "init": st.get("init", "")}
+    out = {"steps": st["step"], "minutes": round(st["seconds"] / 60, 1), "init": st.get("init", "")}
+    parent = Path(out["init"]) if out["init"] not in ("", "scratch") else None
+    if parent is not None and parent.is_dir() and parent.resolve() != Path(run).resolve():
+        before = _steps(str(parent), part)
+        if "steps" in before:
+            out = {"steps": before["steps"] + out["steps"], "minutes": round(before["minutes"] + out["minutes"], 1),
+                   "init": before["init"], "runs": [*before.get("runs", [str(parent)]), run]}
+    return out
 
 
 def export(args) -> None:

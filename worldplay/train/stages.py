@@ -70,7 +70,9 @@ def run_stage(stage: str, out: Path, args) -> int:
         st = VAEStage(make_vae(cfg.vae, init, args.seed), device=device)
     else:
         st = build_stage(stage, cfg, args, device)
-    train(st, out, loop_config(stage, args), init=args.init or "scratch")
+    # where the weights came from: a registry model, a file, or the run folder --dit names
+    origin = args.init or (None if stage == "vae" else args.dit) or "scratch"
+    train(st, out, loop_config(stage, args), init=origin)
     return 0
 
 
