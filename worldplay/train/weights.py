@@ -24,8 +24,10 @@ def save_vae(vae: RGBDVAE, folder: Path, source: str | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / VAE_FILE) as tmp:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in vae.state_dict().items()}, str(tmp))
-    src_state = Path(source) / STATE if source else None
-    if src_state is not None and src_state.exists() and Path(source).resolve() != folder.resolve():
+    src = Path(source) if source else None
+    # a DiT run as the source holds its VAE's run state beside it: that, not the DiT's own state
+    src_state = None if src is None else (src / VAE_STATE if (src / VAE_STATE).exists() else src / STATE)
+    if src_state is not None and src_state.exists() and src.resolve() != folder.resolve():
         atomic_write_bytes(folder / VAE_STATE, src_state.read_bytes())
     return folder / VAE_FILE
 
