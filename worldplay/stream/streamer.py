@@ -83,6 +83,15 @@ def _state_field(name: str) -> property:
     return property(lambda self: getattr(self.state, name), doc=f"SessionState.{name}")
 
 
+def _valid_prefix(mem_kv: KV | None, mem: MemoryTokens | None) -> KV | None:
+    """The memory K/V of the real tokens only: padding rows come last (retrieve's pad_batch), so
+    the chunk's attention takes a prefix and needs no mask (SDPA's fused path wants none)."""
+    if mem_kv is None:
+        return None
+    n = int(mem.valid[0].sum())
+    return [(k[:, :, :n], v[:, :, :n]) for k, v in mem_kv] if n else None
+
+
 class Streamer:
     # the session state's fields, readable on the streamer (sources, the client and tests read them)
     seed = _state_field("seed")
@@ -256,13 +265,13 @@ class Streamer:
         # 3. denoise (nothing to denoise in a chunk that was all observed)
         with self._timed("denoise"):
             mem_kv = self.dit.memory_kv(mem, st.cond, self.cache)                # once per chunk
-            mem_valid = mem.valid if mem is not None else None                   # (1, budget) padding rows off
-            x = zk[None] if P == Fc else self._denoise(cams, frame_idx, mem_kv, mem_valid, canvas, zk)
+            mem_kv = _valid_prefix(mem_kv, mem)
+            x = zk[None] if P == Fc else self._denoise(cams, frame_idx, mem_kv, canvas, zk)   # (1, F, C, h, w)
         # 4. clean pass: this chunk's K/V go into the cache
         with self._timed("clean_pass"):
             t0 = torch.zeros(1, Fc, dtype=self.dtype, device=self.device)
             self.dit.forward_chunk(x, t0, cams, st.cond, frame_idx=frame_idx, canvas=canvas, cache=self.cache,
-                                   mem_kv=mem_kv, mem_valid=mem_valid, write=True, output=False)
+                                   mem_kv=mem_kv, write=True, output=False)
         # 5. decode the generated frames; observed ones keep their own pixels, depth and masks
         v = self.cfg.vae
         rgb_u8 = torch.zeros(Fc, v.height, v.width, 3, dtype=torch.uint8)                  # (F, H, W, 3)
@@ -297,8 +306,8 @@ class Streamer:
         return [Frame(rgb=rgb_u8[f], depth=depth[f], dynamic=dynamic[f], c2w=c2w[f].clone(), t=float(times[f]))
                 for f in range(Fc)]
 
-    def _denoise(self, cams, frame_idx: Tensor, mem_kv: KV | None, mem_valid: Tensor | None,
-                 canvas: Tensor | None, zk: Tensor | None) -> Tensor:
+    def _denoise(self, cams, frame_idx: Tensor, mem_kv: KV | None, canvas: Tensor | None,
+                 zk: Tensor | None) -> Tensor:
         """x0 of the chunk (1, F, C, h, w); the P observed latents zk (P, C, h, w) lead it, clean."""
         C, (h, w), Fc = self.cfg.vae.latent_ch, self.cfg.latent_hw, self.cfg.dit.chunk_frames
         P = 0 if zk is None else zk.shape[0]
@@ -308,7 +317,7 @@ class Streamer:
             if P:   # observed frames are clean at every step
                 x[:, :P], tt[:, :P] = zk, 0.0
             v = self.dit.forward_chunk(x, tt, cams, self.state.cond, frame_idx=frame_idx, canvas=canvas,
-                                       cache=self.cache, mem_kv=mem_kv, mem_valid=mem_valid)
+                                       cache=self.cache, mem_kv=mem_kv)
             x = sampler_step(x, v, t, t_next, SAMPLER_MODE, self.generator)
         if P:
             x[:, :P] = zk
