@@ -203,3 +203,25 @@ def test_bad_inputs_are_clear_errors():
         mem.retrieve(torch.eye(3), K, 10)
     with pytest.raises(WorldplayError):
         MemoryConfig(image_width=630)
+
+
+def test_slot_index_maps_keys_and_keeps_its_size():
+    """The dedup index answers like a dict, and holds `capacity` items whatever it stores, so a
+    filling memory does not grow the process (the soak)."""
+    import random
+
+    from worldplay.memory.index import SlotIndex
+    idx = SlotIndex(1000)
+    keys = random.Random(0).sample(range(2 ** 62), 1500)
+    idx.update(zip(keys[:800], range(800)))
+    assert len(idx) == 800 and idx.get(keys[5]) == 5 and idx.get(keys[900]) is None
+    size = len(idx._map)
+    for k in keys[:400]:
+        idx.pop(k)
+    idx.pop(keys[1200])                                   # an absent key is fine
+    idx.update(zip(keys[800:1400], range(600)))
+    assert len(idx) == 1000 and idx.get(keys[0]) is None and idx.get(keys[1399]) == 599
+    assert len(idx._map) == size == 1000                 # never past capacity items
+    assert idx.get(-5) is None                            # placeholders are not entries
+    idx.clear()
+    assert len(idx) == 0 and idx.get(keys[1399]) is None

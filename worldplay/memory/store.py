@@ -20,6 +20,7 @@ from torch import Tensor
 
 from worldplay.errors import WorldplayError
 from worldplay.memory.config import KEY_VIEW_BITS, KEY_VOXEL_BITS, MemoryConfig
+from worldplay.memory.index import SlotIndex
 
 FREE_KEY = -1   # key of an empty slot; real keys are >= 0
 
@@ -93,7 +94,7 @@ class EntryStore:
         self.evicted_total = 0    # pushed out by the capacity cap
         self.replaced_total = 0   # superseded by a newer entry with the same key
         self.now = 0.0            # latest time seen: "current time" for recency and paste
-        self.slot_of: dict[int, int] = {}   # key -> slot of the entry holding it (dedup lookups)
+        self.slot_of = SlotIndex(n)          # key -> slot of the entry holding it (dedup lookups)
 
     TENSORS = ("feat", "centre", "c2w", "intr", "size", "vdir", "time", "dynamic", "key", "seq", "valid")
     COUNTERS = ("n_used", "next_seq", "inserted_total", "evicted_total", "replaced_total", "now")
@@ -110,12 +111,13 @@ class EntryStore:
         self.key.fill_(FREE_KEY)
         self.n_used = self.next_seq = self.inserted_total = self.evicted_total = self.replaced_total = 0
         self.now = 0.0
-        self.slot_of = {}
+        self.slot_of.clear()
 
     def rebuild_index(self) -> None:
         """Recompute the key -> slot lookup from the tensors (after loading them)."""
         ids = self.valid_ids()
-        self.slot_of = dict(zip(self.key[ids].tolist(), ids.tolist()))
+        self.slot_of.clear()
+        self.slot_of.update(zip(self.key[ids].tolist(), ids.tolist()))
 
     def nbytes(self) -> int:
         return sum(getattr(self, name).element_size() * getattr(self, name).nelement() for name in self.TENSORS)
@@ -181,7 +183,7 @@ class EntryStore:
 
     def _free(self, ids: Tensor) -> None:
         for k in self.key[ids].tolist():
-            self.slot_of.pop(k, None)
+            self.slot_of.pop(k)
         self.valid[ids] = False
         self.key[ids] = FREE_KEY
 
