@@ -29,8 +29,7 @@ from worldplay.sources.bench import bench_source
 from worldplay.sources.capabilities import close_source
 from worldplay.sources.model import ModelSource
 from worldplay.sources.registry import make_source, source_specs
-from worldplay.sources.spec import SourceSpec
-from worldplay.sources.spec import SPEC_HELP
+from worldplay.sources.spec import SPEC_HELP, SourceSpec
 from worldplay.stream.bench import bench_streamer, check_kernels
 
 DEFAULT_SOURCE = "world"

@@ -47,7 +47,7 @@ class SlotIndex:
                 self._held -= 1
                 del self._map[PLACEHOLDER_BASE - self._held]
             self._real += 1
-        self._map[key] = self._slot_ints[slot] if slot < self.capacity else slot
+        self._map[key] = self._slot_ints[slot]
 
     def update(self, pairs: Iterable[tuple[int, int]]) -> None:
         for key, slot in pairs:

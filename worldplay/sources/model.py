@@ -20,7 +20,6 @@ says whether it is done, so a client can keep drawing instead of blocking on it.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,9 +32,8 @@ from worldplay.config import ImageConfig
 from worldplay.errors import WorldplayError
 from worldplay.frame import Frame
 from worldplay.memory import MosaicMemory
-from worldplay.model.presets import ModelConfig
 from worldplay.sources.protocol import check_chunk
-from worldplay.sources.weights import load_weights
+from worldplay.sources.weights import load_weights, with_context
 from worldplay.stream.streamer import Streamer
 from worldplay.timing import WarmAverage
 from worldplay.world.render import Renderer
@@ -47,22 +45,11 @@ TI2V_CONTEXT = 1    # frames observed by default: the model starts from one real
 # `model+fast`: the CPU real-time setting (README "Speed levers"): 2 denoising steps, one past
 # chunk in the rolling window and no sink (the memory carries the long range; the sink is worth
 # 1.1 dB on revisits but costs a fifth of the speed); the precision stays the device's
-# (serving_dtype). The shipped tiny
-# model's own setting is this one; the client asks for it on CPU so that any model (base, a
-# file) runs as fast as it can there. Typed settings win: model+fast+steps=4.
+# (serving_dtype). The shipped tiny model's own setting is this one; the client asks for it on
+# CPU so that any model (base, a file) runs as fast as it can there. Typed settings win:
+# model+fast+steps=4.
 FAST = "fast"
 FAST_SETTINGS = {"steps": "2", "window": "1", "sink": "0"}
-
-
-def with_context(cfg: ModelConfig, window: int | None, sink: int | None = None) -> ModelConfig:
-    """The config with another attention context: `window` past chunks in the rolling KV window,
-    `sink` first chunks kept forever; None keeps the model's."""
-    d = cfg.dit
-    if window is not None:
-        d = dataclasses.replace(d, window_chunks=int(window))
-    if sink is not None:
-        d = dataclasses.replace(d, sink_frames=int(sink) * d.chunk_frames)
-    return dataclasses.replace(cfg, dit=d)
 
 
 def build_streamer(model: str | None = None, device: str = "cpu", seed: int = 0, *, steps: int | None = None,

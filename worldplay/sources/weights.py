@@ -44,6 +44,17 @@ def with_chunk(cfg: ModelConfig, chunk: int | None) -> ModelConfig:
                                                                     sink_frames=cfg.dit.sink_chunks * chunk))
 
 
+def with_context(cfg: ModelConfig, window: int | None, sink: int | None = None) -> ModelConfig:
+    """The config with another attention context: `window` past chunks in the rolling KV window,
+    `sink` first chunks kept forever; None keeps the model's."""
+    d = cfg.dit
+    if window is not None:
+        d = dataclasses.replace(d, window_chunks=int(window))
+    if sink is not None:
+        d = dataclasses.replace(d, sink_frames=int(sink) * d.chunk_frames)
+    return dataclasses.replace(cfg, dit=d)
+
+
 def default_model() -> str:
     """checkpoints.toml's `default` entry: what `model` and `vae` mean without a name."""
     return load_registry().default

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from worldplay.checkpoints import ROOT, TRAINING_KEY, registry_entry, save_checkpoint
 from worldplay.errors import WorldplayError
-from worldplay.train.run import STATE
-from worldplay.train.weights import VAE_STATE, weights_from
+from worldplay.train.weights import run_state, weights_from
 
 PRESET = "tiny"
 
@@ -22,7 +21,7 @@ def _steps(run: str, part: str) -> dict:
     """Steps, minutes and origin of a run folder's part (a DiT run reports its VAE's run too).
     A run that started from another run folder counts that run's steps and minutes too, so the
     HUD shows all the training behind the weights."""
-    p = Path(run) / (VAE_STATE if part == "vae" and (Path(run) / VAE_STATE).exists() else STATE)
+    p = run_state(Path(run), part)
     if not p.exists():
         return {"from": run}
     st = json.loads(p.read_text())

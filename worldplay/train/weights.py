@@ -18,6 +18,12 @@ VAE_FILE = "vae.safetensors"   # a DiT run's VAE, with the latent statistics its
 VAE_STATE = "vae_state.json"   # and the training state of the run that VAE came from (export reports it)
 
 
+def run_state(folder: Path, part: str) -> Path:
+    """The state file saying how `part` ("vae" or "dit") of a run folder was trained: a DiT run
+    keeps its VAE's run state beside its own (VAE_STATE); any other run has only its own."""
+    return folder / VAE_STATE if part == "vae" and (folder / VAE_STATE).exists() else folder / STATE
+
+
 def save_vae(vae: RGBDVAE, folder: Path, source: str | None = None) -> Path:
     """Keep the exact VAE (weights and latent statistics) a DiT run trains on beside the run,
     with the state of the VAE run it came from (when `source` is a run folder)."""
@@ -25,8 +31,7 @@ def save_vae(vae: RGBDVAE, folder: Path, source: str | None = None) -> Path:
     with atomic_path(folder / VAE_FILE) as tmp:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in vae.state_dict().items()}, str(tmp))
     src = Path(source) if source else None
-    # a DiT run as the source holds its VAE's run state beside it: that, not the DiT's own state
-    src_state = None if src is None else (src / VAE_STATE if (src / VAE_STATE).exists() else src / STATE)
+    src_state = None if src is None else run_state(src, "vae")
     if src_state is not None and src_state.exists() and src.resolve() != folder.resolve():
         atomic_write_bytes(folder / VAE_STATE, src_state.read_bytes())
     return folder / VAE_FILE
