@@ -253,3 +253,36 @@ def test_analytic_flops_match_a_flop_counter():
     with counter:
         vae.decode_x(torch.zeros(1, C, *cfg.latent_hw))
     assert counter.get_total_flops() == pytest.approx(vae_decode_flops(cfg.vae), rel=1e-9)
+
+
+@torch.no_grad()
+def test_canvas_gate_copies_the_canvas_where_memory_is_sure_and_nothing_elsewhere():
+    from worldplay.model.dit import GATE_T_FLOOR, with_canvas_gate
+    from worldplay.stream.sampler import x0_from_v
+
+    dit = DiT(MICRO, seed=1).double()
+    D = dit.final.linear.weight.shape[0] - dit.gate_dim
+    x = torch.randn(1, 2, C, *MICRO.latent_hw, dtype=torch.float64)
+    t = torch.tensor([[0.7, 0.1]], dtype=torch.float64)                     # a sampler step, a nearly clean frame
+    canvas = torch.randn(1, 2, C + 1, *MICRO.latent_hw, dtype=torch.float64)
+    canvas[:, :, C] = 1.0
+    cond = dit.condition(torch.zeros(1, 4, dtype=torch.long))
+    run = lambda cv: dit.forward_chunk(x, t, None, cond, frame_idx=torch.arange(2), canvas=cv)   # noqa: E731
+    empty = canvas.clone()
+    empty[:, :, C] = 0.0                                                    # memory covers nothing
+    dit.final.linear.weight[D:] = 0.0
+    dit.final.linear.bias[D:] = 60.0                                        # sigmoid = 1: trust memory
+    sure, none = run(canvas), run(empty)
+    assert torch.allclose(x0_from_v(x[:, 0], sure[:, 0], 0.7), canvas[:, 0, :C], atol=1e-9)
+    dit.final.linear.bias[D:] = -60.0                                       # sigmoid = 0: v is the net's
+    assert torch.allclose(run(empty), none, atol=1e-12)                     # no coverage: no say
+    net = run(canvas)
+    x0_net = x0_from_v(x[:, 1], net[:, 1], 0.1)
+    damped = x0_net + 0.1 / GATE_T_FLOOR * (canvas[:, 1, :C] - x0_net)     # below the floor: a part of it
+    assert torch.allclose(x0_from_v(x[:, 1], sure[:, 1], 0.1), damped, atol=1e-9)
+    # weights from before the gate load with zero gate rows (g = coverage / 2)
+    old = {k: v for k, v in DiT(micro_config(canvas_gate=False), seed=2).state_dict().items()}
+    grown = with_canvas_gate(old, dit)
+    dit.load_state_dict(grown)
+    assert not dit.final.linear.weight[D:].any() and not dit.final.linear.bias[D:].any()
+    assert torch.equal(dit.final.linear.weight[:D], old["final.linear.weight"].double())

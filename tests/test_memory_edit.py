@@ -159,20 +159,3 @@ def test_bad_files_leave_the_running_memory_untouched(tmp_path):
     sd["centre"] = sd["centre"][:, :2]
     with pytest.raises(WorldplayError, match="centre"):
         running.load_state_dict(sd)
-
-
-def test_warp_latent_resamples_each_latent_cell_from_its_entry():
-    """A wall 6 m ahead: seen from the storing pose the latent comes back exactly; a 0.3 m
-    sidestep moves the wall 16 px (one latent cell, half a token) and the canvas moves one cell."""
-    from worldplay.model.embed import token_features
-    cfg = MemoryConfig(capacity=2000, feature_dim=16)
-    lat = torch.randn(4, 24, 40, generator=torch.Generator().manual_seed(0))     # (C, h, w), patch 2
-    mem = MosaicMemory(cfg)
-    mem.insert(token_features(lat, 2), plane_z_depth(cfg, facing(), K, -6.0), facing(), K, t=0.0)
-    canvas, mask = mem.warp_latent(facing(), K, (24, 40), 2)
-    assert mask.all() and torch.allclose(canvas, lat, atol=1e-3)
-    shift = 16 * 6.0 / float(K[0, 0])                                           # metres for 16 px at 6 m
-    canvas, mask = mem.warp_latent(facing(x=shift), K, (24, 40), 2)
-    inner = slice(2, 36)
-    assert mask[0, :, inner].all()
-    assert torch.allclose(canvas[:, 2:22, inner], lat[:, 2:22, 3:37], atol=1e-3)

@@ -98,12 +98,14 @@ def test_rebase_moves_cached_kv_exactly():
 
 @pytest.mark.parametrize("path", ["orbit"])
 def test_streamer_recentring_changes_no_frame(path, monkeypatch):
-    """Re-centring at every chunk (threshold ~0) gives the frames of never re-centring."""
+    """Re-centring at every chunk (threshold ~0) gives the frames of never re-centring. The
+    canvas is left out (memory mode "rope"): it is made in world coordinates, never sees the
+    origin, and its z-buffer would turn float32 noise into a flipped pixel now and then."""
     _, first, traj = orbit(12)
     runs = []
     for threshold in (1e9, 1e-3):
         monkeypatch.setattr(streamer_mod, "RECENTRE_M", threshold)
-        s = micro_streamer()
+        s = micro_streamer(memory_mode="rope")
         s.reset(first, "desert")
         runs.append((run_chunks(s, traj, 0, 12), s.state.origin.clone()))
     (a, origin_a), (b, origin_b) = runs

@@ -9,6 +9,7 @@ from micro_model import IMAGE, MICRO
 
 from worldplay.model.dit import DiT
 from worldplay.model.vae import RGBDVAE
+from worldplay.train.canvas import attach_canvases
 from worldplay.train.causal import CausalConfig, CausalStage
 from worldplay.train.forcing import ForcingConfig, ForcingStage
 from worldplay.train.latents import LatentSet, build_cache
@@ -28,6 +29,8 @@ def causal_stage(cache: Path, cfg: CausalConfig = CAUSAL) -> CausalStage:
     vae = RGBDVAE(MICRO.vae, seed=0).eval()
     clips = build_cache(cache / "train", vae, MICRO, cfg.data, progress=False)
     val = build_cache(cache / "val", vae, MICRO, cfg.val, progress=False)
+    attach_canvases(cache / "train", clips, vae, MICRO, progress=False)
+    attach_canvases(cache / "val", val, vae, MICRO, progress=False)
     dit = DiT(MICRO, seed=0)
     dit.reset_parameters(0, zero_gates=True)
     return CausalStage(dit, vae, MICRO, clips, val, cfg)

@@ -131,4 +131,4 @@ def memory_line(stats: dict) -> str:
     """One HUD line from `MosaicMemory.stats()`: fill level, size and how much was evicted."""
     used = stats["entries"] / max(stats["capacity"], 1)
     return (f"memory {stats['entries']}/{stats['capacity']} ({100 * used:.0f}%)  "
-            f"{stats['mb']:.0f} MB  evicted {stats['evicted']}")
+            f"{stats.get('keyframes', 0)} keyframes  {stats['mb']:.0f} MB  evicted {stats['evicted']}")

@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (cuda trains in bf16 autocast)")
     p.add_argument("--batch", type=int, default=None, help="causal/forcing clips per step (default 1 on CPU, 16 on CUDA)")
     p.add_argument("--bf16", action="store_true", help="DiT matmuls in bf16 autocast on CPU too (always on CUDA)")
+    p.add_argument("--preset", default="tiny", help="model size to train (tiny ships; base wants GPUs and --fsdp)")
+    p.add_argument("--fsdp", action="store_true",
+                   help="under torchrun: shard the model over the ranks (FSDP2) instead of copying it to each")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="RNG seed of a new run")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default per stage)")

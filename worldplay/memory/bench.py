@@ -11,10 +11,12 @@ pass threads=1: these are many small ops, and waiting threads dominate them.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
 import torch
+from torch import Tensor
 
 from worldplay.camera import intrinsics, look_at
 from worldplay.devices import torch_threads
@@ -81,7 +83,8 @@ def _timed(fn, iters: int) -> dict:
 
 def bench_memory(n_patches: int = 200_000, budget: int = 240, iters: int = 20, seed: int = 0,
                  threads: int | None = None) -> dict:
-    """ms (p50 / p95) of retrieve (1 and 4 targets) and warp_canvas (token and latent grids).
+    """ms (p50 / p95) of retrieve (1 and 4 targets), warp_canvas (token and latent grids) and
+    the keyframe reprojection of one canvas (before its VAE encode).
 
     threads: torch intra-op threads for the run (None: leave as is); restored afterwards.
     """
@@ -110,7 +113,22 @@ def _bench(n_patches: int, budget: int, iters: int, seed: int) -> dict:
         mem.warp_canvas(target, K, (h, w), ids=b.ids)
 
     out["retrieve_plus_warp_ms"] = _timed(both, iters)
+    out["keyframes"] = fill_keyframes(mem, K, seed)
+    out["keyframe_reproject_ms"] = _timed(lambda: mem.reproject(target, K), iters)
     return out
+
+
+def fill_keyframes(mem: MosaicMemory, K: Tensor, seed: int) -> int:
+    """Fill the keyframes to capacity: random colours on a wall 5 m ahead, seen from poses on a
+    0.6 m grid around the bench's target (so ranking has every keyframe to weigh)."""
+    cfg, g = mem.cfg, torch.Generator().manual_seed(seed)
+    side = math.ceil(math.sqrt(cfg.keyframes))
+    for i in range(cfg.keyframes):
+        x, z = 0.6 * (i % side - side / 2), 0.6 * (i // side - side / 2)
+        rgb = torch.randint(0, 256, (cfg.image_height, cfg.image_width, 3), generator=g, dtype=torch.uint8)
+        depth = torch.full((cfg.image_height, cfg.image_width), 5.0)
+        mem.views.add(rgb, depth, look_at((x, EYE_HEIGHT, z), (x, EYE_HEIGHT, z - 5.0)), K, float(i))
+    return len(mem.views)
 
 
 def main(argv: list[str]) -> int:

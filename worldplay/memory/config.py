@@ -53,6 +53,13 @@ class MemoryConfig:
     min_age: float = 0.0             # seconds; entries younger than this are not retrieved (the
                                      # streamer sets its KV-window span: attention already has them)
     feature_dtype: str = "float16"   # halves the largest tensor; latents/colours need ~3 digits
+    keyframes: int = 160             # full-resolution frames kept for the canvas (views.py), 1.15 MB
+                                     # each; 0 turns the pixel canvas off. The oldest go first
+    keyframe_move: float = 0.5       # metres: a frame is kept when no keyframe is this near...
+    keyframe_turn_deg: float = 15.0  # ...and looking within this angle of it (a pan keeps ~1 in 4)
+    keyframe_views: int = 2          # keyframes splatted into one canvas; 2 cover a revisit ~90%
+    keyframe_candidates: int = 8     # nearest keyframes (in pose) ranked by coverage for a view
+    keyframe_fill: int = 2           # 3x3 nearest-depth fills closing 1-2 px splat cracks
 
     def __post_init__(self) -> None:
         if self.feature_dim < 1 or self.capacity < 1:

@@ -2,8 +2,12 @@
 
 Frames go in as feature grids + depth + pose (`insert`, `import_view`); target poses get back
 the visible, budgeted memory tokens with their warped positions and source cameras
-(`retrieve`), or a z-buffered canvas of features in the target view (`warp_canvas`). Edits
-(`erase`, `copy`, `paste`) and save/load act on the same flat tensors (see store.py).
+(`retrieve`), or a z-buffered canvas of features in the target view (`warp_canvas`). Frames that
+come with their pixels may also become keyframes (views.py), which `reproject` splats into a
+target view at full resolution: the streamer encodes that into the Warped Latent. Edits
+(`erase`, `copy`, `paste`) and save/load act on the same flat tensors (see store.py); erase
+also clears the keyframe pixels in its region, while a paste is made of entries only, so the
+pasted copy reaches the model through the memory tokens.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from worldplay.memory.lift import check_pose, lift_frame
 from worldplay.memory.retrieve import MemoryBatch, retrieve
 from worldplay.memory.rgb import RGB, colour_sub, rgb_features
 from worldplay.memory.store import EntryStore, Patches
-from worldplay.memory.warp import depth_canvas, warp_canvas, warp_latent
+from worldplay.memory.views import ViewStore
+from worldplay.memory.warp import depth_canvas, warp_canvas
 from worldplay.session_file import load_session, save_session
 
 META_KEY = "_meta"          # state_dict entry holding the config + counters as UTF-8 JSON bytes
 FILE_PREFIX = "memory."     # tensor-name prefix inside a session file
+VIEWS_PREFIX = "views."    # state_dict names of the keyframes (views.py)
 MB = 2 ** 20
 
 
@@ -34,6 +40,9 @@ class MosaicMemory:
     def __init__(self, cfg: MemoryConfig = MemoryConfig(), device: str | torch.device = "cpu"):
         self.cfg = cfg
         self.store = EntryStore(cfg, device)
+        self.views = ViewStore(cfg.image_width, cfg.image_height, cfg.keyframes, cfg.keyframe_move,
+                               cfg.keyframe_turn_deg, cfg.keyframe_views, cfg.keyframe_candidates,
+                               cfg.keyframe_fill, self.store.device)
 
     def __len__(self) -> int:
         return len(self.store)
@@ -44,12 +53,17 @@ class MosaicMemory:
 
     def reset(self) -> None:
         self.store.clear()
+        self.views.clear()
 
     # -- writing -------------------------------------------------------------------------------
 
     def insert(self, features: Tensor, depth: Tensor, c2w: Tensor, K: Tensor, t: float,
-               dynamic: Tensor | None = None) -> int:
-        """Lift one frame's patches (features (h, w, D)) and store them. Returns how many."""
+               dynamic: Tensor | None = None, rgb: Tensor | None = None) -> int:
+        """Lift one frame's patches (features (h, w, D)) and store them. Returns how many. With
+        the frame's pixels `rgb` (H, W, 3) uint8 and full-resolution depth, the frame may also
+        become a keyframe of the canvas."""
+        if rgb is not None:
+            self.views.add(rgb, depth, c2w, K, t, dynamic)
         return self.store.add(lift_frame(features.to(self.store.device), depth, c2w, K, t, self.cfg, dynamic))
 
     def import_view(self, rgb_or_features: Tensor, depth: Tensor, c2w: Tensor, K: Tensor,
@@ -81,10 +95,11 @@ class MosaicMemory:
         """(canvas (D, h, w), mask (1, h, w)) of memory splatted into one target view."""
         return warp_canvas(self.store, self.cfg, c2w, K, grid, ids, min_age)
 
-    def warp_latent(self, c2w: Tensor, K: Tensor, latent_grid: tuple[int, int], patch: int,
-                    ids: Tensor | None = None, min_age: float = 0.0) -> tuple[Tensor, Tensor]:
-        """(canvas (C, h, w), mask (1, h, w)) at the latent grid, each cell resampled from its entry."""
-        return warp_latent(self.store, self.cfg, c2w, K, latent_grid, patch, ids, min_age)
+    def reproject(self, c2w: Tensor, K: Tensor, max_time: float = math.inf) -> tuple[Tensor, Tensor, Tensor]:
+        """Keyframes kept at or before `max_time` splatted into view c2w: rgb (H, W, 3) uint8,
+        z-depth (H, W) (inf where nothing) and hit mask (H, W)."""
+        check_pose(c2w, K)
+        return self.views.reproject(c2w, K, max_time)
 
     def pick(self, c2w: Tensor, K: Tensor, uv) -> float | None:
         """z-depth of the nearest remembered surface under pixel uv = (u, v), or None."""
@@ -99,6 +114,8 @@ class MosaicMemory:
     # -- editing -------------------------------------------------------------------------------
 
     def erase(self, region: edit.Region) -> int:
+        """Forget the entries in `region` (returned: how many) and the keyframe pixels there."""
+        self.views.erase(region)
         return edit.erase(self.store, region)
 
     def copy(self, region: edit.Region) -> Patches:
@@ -113,12 +130,13 @@ class MosaicMemory:
         s = self.store
         return {"entries": len(s), "capacity": self.cfg.capacity, "inserted": s.inserted_total,
                 "evicted": s.evicted_total, "replaced": s.replaced_total, "slots_used": s.n_used,
-                "mb": s.nbytes() / MB, "now": s.now}
+                "keyframes": len(self.views), "mb": (s.nbytes() + self.views.nbytes()) / MB, "now": s.now}
 
     def state_dict(self) -> dict[str, Tensor]:
         s = self.store
         meta = {"config": self.cfg.to_dict(), "counters": {k: getattr(s, k) for k in s.COUNTERS}}
         sd = {name: getattr(s, name)[:s.n_used].to("cpu", copy=True) for name in s.TENSORS}
+        sd.update({VIEWS_PREFIX + k: v for k, v in self.views.state_dict().items()})
         sd[META_KEY] = torch.frombuffer(bytearray(json.dumps(meta).encode()), dtype=torch.uint8).clone()
         return sd
 
@@ -145,6 +163,11 @@ class MosaicMemory:
                 raise WorldplayError(f"{source}: memory tensor {name!r} is {shape}, expected "
                                      f"{((n, *want.shape[1:]), want.dtype)}; the file is damaged or from "
                                      f"another version - start a new session")
+        views = {k[len(VIEWS_PREFIX):]: v for k, v in sd.items() if k.startswith(VIEWS_PREFIX)}
+        if views:   # files from before keyframes hold none: the canvas starts over
+            self.views.load_state_dict(views, source)
+        else:
+            self.views.clear()
         s.clear()
         for name in s.TENSORS:
             getattr(s, name)[:n] = sd[name].to(s.device)

@@ -23,7 +23,8 @@ the frame's camera (latent intrinsics, normalised). Memory tokens (one stored la
 latent_ch x patch x patch = 64 features for tiny) use Warped RoPE - their reprojected fractional
 (y, x) in the target view at the target's frame index - and PRoPE with the camera that saw them.
 Flags: use_memory_rope (memory tokens in attention), use_warped_latent (canvas channels),
-use_prope (camera transforms; off = no PRoPE, those head dims pass through untouched).
+use_prope (camera transforms; off = no PRoPE, those head dims pass through untouched),
+canvas_gate (the head's per-cell gate that blends the canvas into x0, see `_head`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ from worldplay.model.rope import HeadLayout
 from worldplay.model.vae import latent_intrinsics
 
 ADA_INIT_SCALE = 0.1   # random-init adaLN weights are scaled down: modulation starts near identity
+# The gate's pull on v is its x0 change over t. Below this t it is damped as t / GATE_T_FLOOR, so
+# a wrong canvas cannot blow up v (or the loss) as t -> 0, where x is nearly x0 anyway and there
+# is nothing left to copy; every sampler step of up to 8 steps (t >= 0.3 at shift 3) copies fully.
+GATE_T_FLOOR = 0.25
 EMBED_INIT_STD = 0.02  # word embeddings, as in GPT-style inits
 
 
@@ -75,13 +80,15 @@ class DiT(nn.Module):
         self.layout = HeadLayout.split(d.head_dim, d.prope_dims)
         token_dim = self.latent_ch * d.patch * d.patch
         in_ch = self.latent_ch + (self.latent_ch + 1 if d.use_warped_latent else 0)
+        self.gated = d.use_warped_latent and d.canvas_gate
+        self.gate_dim = d.patch * d.patch if self.gated else 0                 # one gate per latent cell
         with torch.random.fork_rng(devices=[]):  # layer constructors draw from the global RNG
             self.patch_embed = PatchEmbed(in_ch, d.patch, d.width)
             self.mem_embed = nn.Linear(token_dim, d.width)
             self.time_embed = TimestepEmbed(d.width)
             self.prompt_embed = PromptEmbed(d.vocab_size, d.width)
             self.blocks = nn.ModuleList(DiTBlock(d) for _ in range(d.depth))
-            self.final = FinalLayer(d.width, token_dim)
+            self.final = FinalLayer(d.width, token_dim + self.gate_dim)
         self.reset_parameters(seed)
 
     @torch.no_grad()
@@ -153,9 +160,23 @@ class DiT(nn.Module):
             return None
         return ProjCams(cams.P.repeat_interleave(self.tpf, dim=1), cams.P_inv.repeat_interleave(self.tpf, dim=1))
 
-    def _head(self, x: Tensor, c: Tensor) -> Tensor:
-        """Frame tokens (B, T, tpf, W) -> v (B, T, C, h, w)."""
-        return unpatchify(self.final(x, c), self.patch, self.hp, self.wp)
+    def _head(self, h: Tensor, c: Tensor, x: Tensor, t: Tensor, canvas: Tensor | None) -> Tensor:
+        """Frame tokens h (B, T, tpf, W) -> v (B, T, C, h, w) for noisy latents x (B, T, C, h, w)
+        at t (B, T). With the canvas gate, x0 = x0_net + g * (canvas - x0_net), g = sigmoid(gate)
+        times the cell's memory coverage (times t / GATE_T_FLOOR below that floor), and v is the
+        velocity of that x0."""
+        out = self.final(h, c)                                                    # (B, T, tpf, D + gate_dim)
+        v = unpatchify(out[..., :out.shape[-1] - self.gate_dim], self.patch, self.hp, self.wp)
+        if not self.gated or canvas is None:
+            return v
+        C, wd = self.latent_ch, torch.promote_types(v.dtype, torch.float32)     # bf16 runs blend in float32
+        gate = unpatchify(out[..., -self.gate_dim:], self.patch, self.hp, self.wp)   # (B, T, 1, h, w)
+        g = torch.sigmoid(gate.to(wd)) * canvas[:, :, C:].to(wd)                   # (B, T, 1, h, w)
+        tt = t.to(wd)[:, :, None, None, None]                                     # (B, T, 1, 1, 1)
+        x0_net = x.to(wd) - tt * v.to(wd)
+        # v = (x - x0) / t = v_net + g * (x0_net - canvas) / t, damped below GATE_T_FLOOR (clean: none)
+        pull = g * (x0_net - canvas[:, :, :C].to(wd)) / tt.clamp_min(GATE_T_FLOOR)
+        return (v.to(wd) + pull).to(v.dtype)
 
     def _uses_memory(self, mem: MemoryTokens | None) -> bool:
         return mem is not None and len(mem) > 0 and self.dcfg.use_memory_rope
@@ -209,7 +230,7 @@ class DiT(nn.Module):
 
         for blk in self.blocks:
             groups = blk(groups, conds, attend)
-        return self._head(groups[0], conds[0])
+        return self._head(groups[0], conds[0], x, t, canvas)
 
     # ---- streaming ----------------------------------------------------------------------------
 
@@ -254,7 +275,7 @@ class DiT(nn.Module):
             groups = blk(groups, conds, attend)
         if write:
             cache.commit(pos.float())
-        return self._head(groups[0], conds[0]) if output else None
+        return self._head(groups[0], conds[0], x, t, canvas) if output else None
 
     def _cached_attend(self, layer: int, cache: KVCache | None, mem_kv: KV | None, cams, pos: Tensor,
                        mem_valid: Tensor | None, *, segment: str, write: bool = False,
@@ -306,6 +327,18 @@ def _cat_memory(mems: list[MemoryTokens]) -> MemoryTokens:
     valid = torch.cat([m.valid if m.valid is not None else torch.ones(B, len(m), dtype=torch.bool, device=dev)
                        for m in mems], dim=1)
     return MemoryTokens(torch.cat([m.feats for m in mems], 1), torch.cat([m.pos for m in mems], 1), cams, valid)
+
+
+def with_canvas_gate(state: dict[str, Tensor], dit: DiT) -> dict[str, Tensor]:
+    """Weights of a DiT trained before the canvas gate, given its gate rows: zero weights and
+    bias, so the gate starts at one half of the coverage everywhere (the canvas is then half
+    of x0 where memory is sure, and training moves it from there). Others pass unchanged."""
+    w, b = state.get("final.linear.weight"), state.get("final.linear.bias")
+    want = dit.final.linear.weight.shape[0]
+    if w is None or b is None or not dit.gated or w.shape[0] != want - dit.gate_dim:
+        return state
+    return {**state, "final.linear.weight": torch.cat([w, w.new_zeros(dit.gate_dim, w.shape[1])]),
+            "final.linear.bias": torch.cat([b, b.new_zeros(dit.gate_dim)])}
 
 
 def param_count(module: nn.Module) -> int:

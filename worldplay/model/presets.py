@@ -86,6 +86,9 @@ class DiTConfig:
     use_memory_rope: bool = True   # ablation: memory tokens at warped (reprojected) positions
     use_warped_latent: bool = True # ablation: splatted memory canvas + mask on the input channels
     use_prope: bool = True         # ablation: camera-relative attention (PRoPE)
+    canvas_gate: bool = True       # the head also gives a gate per latent cell that blends the canvas
+                                   # into the predicted x0: copying what memory shows is then one
+                                   # number per cell, not an identity map learned through every layer
 
     def __post_init__(self) -> None:
         if self.width % self.heads:

@@ -213,6 +213,7 @@ class ModelSource:
 
     def report(self) -> dict[str, float]:
         return {"memory entries": float(len(self.streamer.memory)),
+                "memory keyframes": float(len(self.streamer.memory.views)),
                 "kv cache MB": self.streamer.cache.nbytes / 2 ** 20}
 
     def hud(self) -> dict[str, str]:
@@ -221,7 +222,7 @@ class ModelSource:
         d = s.cfg.dit
         setting = f"{s.schedule.steps} steps, window {d.window_chunks}, {str(s.dtype).replace('torch.', '')}"
         return {"source": self.name, "model": self.label, "setting": setting, "scene": self.scene.prompt,
-                "chunk": str(s.chunk), "memory": f"{len(s.memory)} patches",
+                "chunk": str(s.chunk), "memory": f"{len(s.memory)} patches, {len(s.memory.views)} keyframes",
                 "mem tokens": str(s.stats["memory_tokens"]), "gen ms/chunk": f"{ms:.0f}"}
 
     def close(self) -> None:

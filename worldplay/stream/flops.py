@@ -38,7 +38,8 @@ def dit_pass_flops(cfg: ModelConfig, queries: int, keys: int, cond_slots: int, f
                  + linear(cond_slots, W, ADA_MODS * W))                     # adaLN
     embed = linear(queries, in_ch * p * p if frames_in else token_dim, W)
     cond = linear(cond_slots, TIME_FREQ_DIM, W) + linear(cond_slots, W, W)
-    head = (linear(queries, W, token_dim) + linear(cond_slots, W, 2 * W)) if frames_in else 0.0
+    gate = p * p if d.use_warped_latent and d.canvas_gate else 0           # the canvas gate's outputs
+    head = (linear(queries, W, token_dim + gate) + linear(cond_slots, W, 2 * W)) if frames_in else 0.0
     return d.depth * per_block + embed + cond + head
 
 

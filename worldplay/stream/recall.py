@@ -1,4 +1,5 @@
-"""Mosaic memory -> DiT inputs for one chunk: memory tokens (Warped RoPE) and the warped canvas.
+"""Mosaic memory -> DiT inputs for one chunk: memory tokens (Warped RoPE) and the warped canvas
+(keyframes reprojected at full resolution, then VAE-encoded: the Warped Latent).
 
 Shared by the streamer (step 2 of its loop) and by training (train/causal.py), so the model is
 trained on exactly the memory inputs it is served.
@@ -7,12 +8,14 @@ trained on exactly the memory inputs it is served.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from worldplay.memory.memory import MosaicMemory
 from worldplay.memory.retrieve import MemoryBatch
 from worldplay.model.dit import DiT, MemoryTokens
 from worldplay.model.prope import recentred
+from worldplay.model.vae import RGBDVAE, frames_to_tensor
 
 
 def memory_tokens(dit: DiT, batch: MemoryBatch, frame_idx: Tensor, dtype: torch.dtype,
@@ -29,29 +32,43 @@ def memory_tokens(dit: DiT, batch: MemoryBatch, frame_idx: Tensor, dtype: torch.
     return MemoryTokens(b.features[None].to(dtype), pos, cams, b.valid[None] if padded else None)
 
 
-def warped_canvas(dit: DiT, memory: MosaicMemory, c2w: Tensor, K: Tensor, ids: Tensor | None,
-                  dtype: torch.dtype) -> Tensor:
-    """(1, F, C + 1, h, w): per target view the memory latent resampled into it (each latent
-    cell from the entry the z-buffer shows there) and its validity mask."""
-    layers = []
-    for f in range(c2w.shape[0]):
-        lat, m = memory.warp_latent(c2w[f], K, dit.cfg.latent_hw, dit.patch, ids=ids)   # (C, h, w), (1, h, w)
-        layers.append(torch.cat([lat, m], dim=0))
-    return torch.stack(layers)[None].to(c2w.device, dtype)                       # (1, F, C + 1, h, w)
+@torch.no_grad()
+def pixel_canvas(vae: RGBDVAE, memory: MosaicMemory, c2w: Tensor, K: Tensor, max_time: float,
+                 dtype: torch.dtype) -> Tensor | None:
+    """(1, F, C + 1, h, w): per target view, the memory's keyframes splatted into it at full
+    resolution and VAE-encoded (the Warped Latent), with the fraction of each latent cell's
+    pixels memory covered. None when memory covers nothing of these views."""
+    v = vae.cfg
+    rgb, depth, hit = zip(*(memory.reproject(c2w[f], K, max_time) for f in range(c2w.shape[0])))
+    hit = torch.stack(hit)                                                      # (F, H, W)
+    if not bool(hit.any()):
+        return None
+    seen = hit.flatten(1).any(1).nonzero()[:, 0]                                # frames memory covers
+    vae_dtype, dev = vae.latent_std.dtype, vae.latent_std.device
+    x = frames_to_tensor(torch.stack([rgb[i] for i in seen])).to(dev, vae_dtype)   # (S, 3, H, W)
+    d = torch.stack([depth[i] for i in seen]).clamp(max=v.depth_max).to(dev, vae_dtype)   # (S, H, W); holes: far
+    z = torch.zeros(hit.shape[0], v.latent_ch, *v.latent_hw, device=dev)       # (F, C, h, w)
+    z[seen.to(dev)] = vae.encode(x.contiguous(memory_format=torch.channels_last), d).float()
+    top = v.pad_top
+    cover = F.pad(hit.float()[:, None], (0, 0, top, v.pad_height - v.height - top))   # (F, 1, pad_H, W)
+    mask = F.avg_pool2d(cover, v.downsample).to(z.device)                      # (F, 1, h, w)
+    z = z * (mask > 0)                                                          # what covers nothing says nothing
+    return torch.cat([z, mask], dim=1)[None].to(c2w.device, dtype)              # (1, F, C + 1, h, w)
 
 
 def recall(dit: DiT, memory: MosaicMemory, c2w: Tensor, K: Tensor, frame_idx: Tensor, *, budget: int,
-           min_age: float, use_tokens: bool, use_canvas: bool, dtype: torch.dtype,
+           min_age: float, use_tokens: bool, vae: RGBDVAE | None, dtype: torch.dtype,
            cam_dtype: torch.dtype, pad: bool = False,
            origin: Tensor | None = None) -> tuple[MemoryTokens | None, Tensor | None]:
-    """Memory tokens and canvas for target poses c2w (F, 4, 4) at frame indices (F,).
+    """Memory tokens and canvas for target poses c2w (F, 4, 4) at frame indices (F,), from what
+    memory held `min_age` seconds ago and before. The canvas is made when a `vae` is given.
     Either is None when its path is off or memory has nothing for these views; pad=True keeps
     exactly `budget` tokens (invalid rows masked) so examples stack into a batch."""
-    if not (use_tokens or use_canvas) or len(memory) == 0:
-        return None, None
-    batch = memory.retrieve(c2w, K, budget, min_age=min_age, pad=pad)
-    if int(batch.valid.sum()) == 0:
-        return None, None
-    mem = memory_tokens(dit, batch, frame_idx, dtype, cam_dtype, pad, origin) if use_tokens else None
-    canvas = warped_canvas(dit, memory, c2w, K, batch.ids, dtype) if use_canvas else None
+    mem = canvas = None
+    if use_tokens and len(memory):
+        batch = memory.retrieve(c2w, K, budget, min_age=min_age, pad=pad)
+        if int(batch.valid.sum()):
+            mem = memory_tokens(dit, batch, frame_idx, dtype, cam_dtype, pad, origin)
+    if vae is not None and len(memory.views):
+        canvas = pixel_canvas(vae, memory, c2w, K, memory.now - min_age, dtype)
     return mem, canvas

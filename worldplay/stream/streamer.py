@@ -4,15 +4,16 @@ One `step(c2w, times)` generates one chunk of F frames (Self-Forcing style, few 
 
   1. poses     -> per-frame PRoPE cameras and RoPE positions (frame index, token cell)
   2. memory    -> retrieve the patches these poses can see (token budget, entries still in the
-                  KV window excluded: attention already has them) and splat them into each
-                  view (the Warped Latent canvas)
+                  KV window excluded: attention already has them) and reproject the keyframes
+                  into each view, VAE-encoded (the Warped Latent canvas)
   3. denoise   -> S steps of the few-step student, "x0-renoise" mode (sampler.py): predict x0,
                   re-noise to the next t with fresh noise from the session's seeded generator.
                   Attention over [sink | rolling window | memory | chunk]; the memory tokens'
                   K/V are computed once per chunk
   4. clean pass-> one pass at t = 0 writes the chunk's K/V into the cache
   5. decode    -> VAE: RGB + depth per frame
-  6. insert    -> the chunk's latent token patches are lifted into memory with that depth
+  6. insert    -> the chunk's latent token patches are lifted into memory with that depth, and
+                  a frame far enough from every keyframe becomes one
                   (skipped while `memory_frozen`: the client's edit mode keeps edits as made)
   7. frames    -> handed over as `Frame`s
 
@@ -292,7 +293,7 @@ class Streamer:
                 for f in range(Fc):
                     dyn = dynamic[f] if f < P else None
                     self.memory.insert(token_features(x[0, f].float(), p), depth[f], c2w_dev[f], self.K,
-                                       float(times[f]), dyn)
+                                       float(times[f]), dyn, rgb_u8[f] if self.use_canvas else None)
         # 7. hand over
         st.pending = st.pending[P:]
         st.z_pending = st.z_pending[P:] if st.pending else None
@@ -329,9 +330,9 @@ class Streamer:
         same shapes, and oneDNN, which keeps compiled bf16 kernels per matrix shape, stops
         growing the process by ~0.7 MB for every new token count it meets (README soak)."""
         mem, canvas = recall(self.dit, self.memory, c2w, self.K, frame_idx, budget=self.cfg.dit.memory_tokens,
-                             min_age=self._min_age(), use_tokens=self.use_tokens, use_canvas=self.use_canvas,
-                             dtype=self.dtype, cam_dtype=self.cam_dtype, origin=self.state.origin,
-                             pad=True)
+                             min_age=self._min_age(), use_tokens=self.use_tokens,
+                             vae=self.vae if self.use_canvas else None, dtype=self.dtype,
+                             cam_dtype=self.cam_dtype, origin=self.state.origin, pad=True)
         self.state.stats["memory_tokens"] = int(mem.valid.sum()) if mem is not None else 0
         return mem, canvas
 

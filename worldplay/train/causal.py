@@ -157,20 +157,15 @@ class CausalStage:
         K = self.K.to(self.device)
         cams = self.module.cameras(c2w[None], K)                                  # (1, T)
         use_tokens = d.use_memory_rope and ex.mode in ("full", "rope")
-        use_canvas = d.use_warped_latent and ex.mode in ("full", "latent")
+        use_canvas = d.use_warped_latent and ex.mode in ("full", "latent") and ex.clip.canvas is not None
         mems: list[MemoryTokens | None] = []
-        canvases = []
         for ch in range(idx.numel() // Fc):
             s = slice(ch * Fc, (ch + 1) * Fc)
-            m, cv = recall(self.module, memory, c2w[s], K, frame_idx[s], budget=d.memory_tokens, min_age=0.0,
-                           use_tokens=use_tokens, use_canvas=use_canvas, dtype=torch.float32,
-                           cam_dtype=torch.float32, pad=True)
+            m, _ = recall(self.module, memory, c2w[s], K, frame_idx[s], budget=d.memory_tokens, min_age=0.0,
+                          use_tokens=use_tokens, vae=None, dtype=torch.float32, cam_dtype=torch.float32, pad=True)
             mems.append(m)
-            canvases.append(cv)
-        canvas = None
-        if any(cv is not None for cv in canvases):
-            C, (h, w) = self.cfg.vae.latent_ch, self.cfg.latent_hw
-            canvas = torch.cat([cv if cv is not None else x0.new_zeros(1, Fc, C + 1, h, w) for cv in canvases], 1)
+        # the streamer's canvas, made once per trajectory (canvas.py): its memory before each chunk's window
+        canvas = ex.clip.canvas[idx].float()[None].to(self.device) if use_canvas else None   # (1, T, C + 1, h, w)
         prompt = ex.clip.prompt[None].to(self.device)                             # (1, L)
         return x0, cams, frame_idx, prompt, canvas, mems
 

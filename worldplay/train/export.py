@@ -14,8 +14,6 @@ from worldplay.checkpoints import ROOT, TRAINING_KEY, registry_entry, save_check
 from worldplay.errors import WorldplayError
 from worldplay.train.weights import run_state, weights_from
 
-PRESET = "tiny"
-
 
 def _steps(run: str, part: str) -> dict:
     """Steps, minutes and origin of a run folder's part (a DiT run reports its VAE's run too).
@@ -42,7 +40,7 @@ def export(args) -> None:
              **{f"dit.{k}": v.half() for k, v in weights_from(args.dit, "dit").items()}}
     training = {"vae": _steps(args.vae, "vae"), "dit": _steps(args.dit, "dit")}
     out = Path(args.out) if args.out else ROOT / "assets"
-    files = save_checkpoint(state, out, args.name, PRESET, meta={TRAINING_KEY: json.dumps(training)})
+    files = save_checkpoint(state, out, args.name, args.preset, meta={TRAINING_KEY: json.dumps(training)})
     total = sum(f["bytes"] for f in files)
     print(f"wrote {len(files)} shard(s), {total / 2 ** 20:.1f} MiB, into {out}; training: {training}")
-    print(registry_entry(args.name, PRESET, files, f"tiny model trained on MosaicWorld ({training})"))
+    print(registry_entry(args.name, args.preset, files, f"{args.preset} model trained on MosaicWorld ({training})"))

@@ -15,6 +15,8 @@ cached trajectory chunk by chunk the way the streamer does:
                `steps`; it becomes the next context, and the chunk leaving the context is lifted
                into memory with the depth the VAE decodes for it (as the streamer does)
 Episodes restart after `rollout_chunks` generated chunks. Memory modes are drawn per episode.
+The Warped Latent canvas stays the cached one (canvas.py: keyframes of the ground-truth frames);
+the memory tokens are the model's own.
 """
 
 from __future__ import annotations

@@ -79,6 +79,7 @@ class Clip:
     prompt: Tensor
     revisits: list[tuple[int, int, float]]
     name: str
+    canvas: Tensor | None = None     # (N, C + 1, h, w) float16 Warped Latent per frame (canvas.py)
 
     def __len__(self) -> int:
         return int(self.z.shape[0])

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from worldplay.errors import WorldplayError
 from worldplay.train.run import (EMA, LossLog, RunState, Schedule, TimeBox, generator_tensor, load_optimizer,
                                  load_run, optimizer_tensors, save_run)
+from worldplay.train.sharding import full, like, shard_module
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class LoopConfig:
     log_every: int = 10                 # steps per losses.csv row (averaged)
     seed: int = 0                       # the run's RNG seed (noise, batch choice)
     progress: bool = True               # tqdm bar with loss, steps/s and time left
+    fsdp: bool = False                  # under torchrun, shard the module over the ranks (sharding.py):
+                                        # for models too large to hold whole on every rank (base)
+    bf16: bool = False                  # with fsdp: gather parameters in bf16, reduce gradients in fp32
     schedule: Schedule = field(default_factory=Schedule)
 
 
@@ -64,11 +68,18 @@ class LoopResult:
     validation: dict[str, float]
 
 
-def _ema_module(stage: Stage, ema: EMA) -> nn.Module:
-    """The stage's module with EMA weights, in eval mode (a copy; training weights untouched)."""
-    m = copy.deepcopy(stage.module)
-    ema.copy_to(m)
-    return m.eval()
+def _ema_module(stage: Stage, ema: EMA, template: nn.Module | None = None,
+                shadow: dict[str, Tensor] | None = None) -> nn.Module:
+    """The stage's module with EMA weights, in eval mode (a copy; training weights untouched).
+    A sharded run passes its whole-module `template` (on the meta device) and the gathered EMA."""
+    if template is None:
+        m = copy.deepcopy(stage.module)
+        ema.copy_to(m)
+        return m.eval()
+    m = copy.deepcopy(template)
+    m.load_state_dict({k: v.to(torch.float32) for k, v in shadow.items()}, assign=True)
+    device = next(iter(shadow.values())).device
+    return m.to(device).eval()
 
 
 def world_rank() -> tuple[int, int]:
@@ -106,19 +117,32 @@ def train(stage: Stage, folder: Path, cfg: LoopConfig, init: str = "scratch",
     s = cfg.schedule
     world, rank = world_rank()
     main = rank == 0
-    opt = torch.optim.AdamW([p for p in stage.module.parameters() if p.requires_grad], lr=s.lr,
-                            weight_decay=s.weight_decay, betas=(0.9, 0.99))
-    ema = EMA(stage.module, s.ema)
     config = json.loads(json.dumps(stage.config))   # as state.json stores it (tuples become lists)
     state = RunState(stage=stage.name, config=config, init=init)
+    tensors: dict[str, Tensor] | None = None
     if cfg.resume:
         tensors, state = load_run(folder, stage.name)
         if state.config != config:
             raise WorldplayError(f"--resume: {folder} was started with other {stage.name} settings "
                                  f"({state.config}); resume with those or use another --out")
         stage.module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        ema.shadow = {k[4:]: v.float() for k, v in tensors.items() if k.startswith("ema.")}
-        load_optimizer(opt, tensors)
+    if world > 1:
+        broadcast_weights(stage.module)   # every rank starts from rank 0's weights
+    sharded = cfg.fsdp and world > 1
+    # validation and samples run on rank 0 on a whole copy; its storage is filled only then
+    template = copy.deepcopy(stage.module).to("meta") if sharded and main else None
+    if sharded:
+        shard_module(stage.module, cfg.bf16)
+    opt = torch.optim.AdamW([p for p in stage.module.parameters() if p.requires_grad], lr=s.lr,
+                            weight_decay=s.weight_decay, betas=(0.9, 0.99))
+    ema = EMA(stage.module, s.ema)
+    if tensors is not None:
+        ema.shadow = {k[4:]: like(v.float(), ema.shadow[k[4:]]) for k, v in tensors.items() if k.startswith("ema.")}
+        if sharded:   # moments are saved whole; they are not re-sharded, so a sharded resume starts Adam afresh
+            print(f"train {stage.name}: --resume under --fsdp restores weights, EMA, data and RNG; "
+                  f"the optimizer moments start afresh", flush=True)
+        else:
+            load_optimizer(opt, tensors)
         stage.generator.set_state(tensors["rng.stage"])
         torch.set_rng_state(tensors["rng.torch"])
         stage.seek(state.data_pos)
@@ -132,8 +156,6 @@ def train(stage: Stage, folder: Path, cfg: LoopConfig, init: str = "scratch",
     (folder / "samples").mkdir(exist_ok=True)
     if main:
         log = LossLog(folder, ["loss", *stage.loss_names], state.step if cfg.resume else None)
-    if world > 1:
-        broadcast_weights(stage.module)   # every rank starts from rank 0's weights
     box = TimeBox(cfg.minutes, cfg.steps, state.step)
     start_seconds, t_start = state.seconds, time.monotonic()
     last_save = last_sample = time.monotonic()
@@ -142,21 +164,25 @@ def train(stage: Stage, folder: Path, cfg: LoopConfig, init: str = "scratch",
     validation: dict[str, float] = {}
 
     def checkpoint() -> None:
+        if not (main or sharded):   # a sharded run's ranks all join the gathers
+            return
+        weights, shadow = full(stage.module.state_dict()), full(ema.shadow)
+        moments = optimizer_tensors(opt)
         if not main:
             return
         state.seconds = start_seconds + time.monotonic() - t_start
         state.data_pos = stage.data_pos()
-        tensors = {**{f"model.{k}": v for k, v in stage.module.state_dict().items()},
-                   **{f"ema.{k}": v for k, v in ema.shadow.items()}, **optimizer_tensors(opt),
-                   "rng.stage": generator_tensor(stage.generator), "rng.torch": torch.get_rng_state()}
+        tensors = {**{f"model.{k}": v for k, v in weights.items()}, **{f"ema.{k}": v for k, v in shadow.items()},
+                   **moments, "rng.stage": generator_tensor(stage.generator), "rng.torch": torch.get_rng_state()}
         save_run(folder, tensors, state)
         if on_save is not None:
-            on_save(_ema_module(stage, ema), state)
+            on_save(_ema_module(stage, ema, template, shadow), state)
 
     def look(tag: str) -> dict[str, float]:
+        shadow = full(ema.shadow) if sharded else None   # every rank joins the gather
         if not main:
             return {}
-        m = _ema_module(stage, ema)
+        m = _ema_module(stage, ema, template, shadow)
         with torch.no_grad():
             val = stage.validate(m)
             stage.sample(m, folder / "samples" / f"{tag}.png")
@@ -178,7 +204,7 @@ def train(stage: Stage, folder: Path, cfg: LoopConfig, init: str = "scratch",
                                      f"lower the learning rate or resume from the last checkpoint")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if world > 1:
+            if world > 1 and not sharded:   # FSDP reduce-scatters the gradients itself
                 average_gradients(stage.module, world)
             torch.nn.utils.clip_grad_norm_(stage.module.parameters(), s.clip)
             opt.step()

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
 
 from worldplay.errors import WorldplayError
 from worldplay.fileio import atomic_path, atomic_write_bytes
@@ -68,10 +69,12 @@ class EMA:
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, Tensor]:
-    """AdamW state as flat named tensors: opt.<param index>.<exp_avg|exp_avg_sq|step>."""
+    """AdamW state as flat named tensors: opt.<param index>.<exp_avg|exp_avg_sq|step>. Sharded
+    moments are gathered whole (a collective: every rank of a sharded run calls this)."""
     out = {}
     for i, s in opt.state_dict()["state"].items():
         for name, t in s.items():
+            t = t.full_tensor() if isinstance(t, DTensor) else t
             out[f"opt.{i}.{name}"] = t.detach().cpu().reshape(-1) if t.dim() == 0 else t.detach().cpu()
     return out
 

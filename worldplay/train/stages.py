@@ -15,12 +15,13 @@ import torch.distributed as dist
 
 from worldplay.devices import resolve_device
 from worldplay.errors import WorldplayError
-from worldplay.model.dit import DiT
+from worldplay.model.dit import DiT, with_canvas_gate
 from worldplay.model.presets import ModelConfig, get_preset
 from worldplay.model.vae import RGBDVAE, load_vae_state
 from worldplay.train.causal import CausalConfig, CausalStage
 from worldplay.train.export import export
 from worldplay.train.forcing import ForcingConfig, ForcingStage
+from worldplay.train.canvas import attach_canvases
 from worldplay.train.latents import build_cache, calibrate_on
 from worldplay.train.loop import LoopConfig, train
 from worldplay.train.run import Schedule
@@ -28,13 +29,13 @@ from worldplay.train.vae import VAEStage, make_vae
 from worldplay.train.weights import save_vae, weights_from
 
 DEFAULT_LR = {"vae": 1e-3, "causal": 3e-4, "forcing": 1e-4}
-PRESET = "tiny"   # the model trained and shipped here; larger presets are for GPUs
 
 
 def loop_config(stage: str, args) -> LoopConfig:
     lr = args.lr if args.lr is not None else DEFAULT_LR[stage]
     return LoopConfig(minutes=args.minutes, steps=args.steps, resume=args.resume, seed=args.seed,
                       sample_minutes=args.sample_minutes, progress=not args.no_progress,
+                      fsdp=args.fsdp, bf16=args.bf16 or args.device.startswith("cuda"),
                       schedule=replace(Schedule(), lr=lr))
 
 
@@ -63,7 +64,10 @@ def run_stage(stage: str, out: Path, args) -> int:
         raise WorldplayError("--resume continues a run with its own weights; drop --init")
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = get_preset(PRESET)
+    cfg = get_preset(args.preset)
+    if args.fsdp and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        raise WorldplayError("--fsdp shards the model over torchrun's ranks; run it under "
+                             "`torchrun --nproc_per_node N -m worldplay train ...`")
     device = start_distributed(str(resolve_device(args.device)))
     if stage == "vae":
         init = weights_from(args.init, "vae") if args.init else None
@@ -87,7 +91,7 @@ def build_stage(stage: str, cfg: ModelConfig, args, device: str) -> CausalStage:
     dit = DiT(cfg, seed=args.seed)
     dit_src = args.dit or args.init
     if dit_src:
-        dit.load_state_dict(weights_from(dit_src, "dit"))
+        dit.load_state_dict(with_canvas_gate(weights_from(dit_src, "dit"), dit))
     elif stage == "forcing":
         raise WorldplayError("train forcing starts from a trained causal model: --dit runs/causal or --init MODEL")
     else:
@@ -100,6 +104,9 @@ def build_stage(stage: str, cfg: ModelConfig, args, device: str) -> CausalStage:
     clips = build_cache(cache / "train", vae, cfg, sc.data, progress=not args.no_progress)
     val = build_cache(cache / "val", vae, cfg, sc.val, progress=not args.no_progress)
     calibrate_on(vae, clips, val)   # a fresh VAE run: its latents get unit scale before the DiT sees any
+    if cfg.dit.use_warped_latent:
+        attach_canvases(cache / "train", clips, vae, cfg, progress=not args.no_progress)
+        attach_canvases(cache / "val", val, vae, cfg, progress=not args.no_progress)
     save_vae(vae, Path(args.out or f"runs/{stage}"), vae_src)   # the DiT's latent space travels with its run
     bf16 = args.bf16 or device.startswith("cuda")
     if stage == "forcing":
