@@ -106,7 +106,8 @@ class Watch:
 
     def line(self) -> str:
         sizes = self.source.report() if isinstance(self.source, Reports) else {}
-        parts = [f"{k} {v:,.0f}" if v >= 100 else f"{k} {v:.1f}" for k, v in sizes.items()]
+        # counts print whole (68 keyframes, 58,729 entries), sizes with a decimal (6.6 MB)
+        parts = [f"{k} {v:,.0f}" if v >= 100 or float(v).is_integer() else f"{k} {v:.1f}" for k, v in sizes.items()]
         parts += [f"RSS {rss_mb():.0f} MB (peak {peak_rss_mb():.0f})", f"flat frames {self.flat}",
                   f"NaN frames {self.nan}", f"min pixel std {self.min_std:.1f}"]
         return ", ".join(parts)
