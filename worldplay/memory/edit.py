@@ -45,6 +45,13 @@ class Region:
             raise WorldplayError(f"Region.sphere needs a 3D centre and radius > 0, got {c}, {radius}")
         return cls("sphere", centre=c, radius=float(radius))
 
+    def bounding_sphere(self) -> tuple[Tensor, float]:
+        """(centre (3,), radius) of a sphere holding the region (a box's circumscribed one)."""
+        if self.kind == "sphere":
+            return torch.tensor(self.centre), self.radius
+        lo, hi = torch.tensor(self.lo), torch.tensor(self.hi)
+        return (lo + hi) / 2, float((hi - lo).norm()) / 2
+
     def contains(self, pts: Tensor) -> Tensor:
         """(N, 3) world points -> (N,) bool."""
         if self.kind == "sphere":

@@ -23,12 +23,15 @@ from torch import Tensor
 
 from worldplay.camera import invert_se3, pixel_grid, project, unproject
 from worldplay.errors import WorldplayError
+from worldplay.memory.edit import Region
 
 KEY_DEPTH_STEP = 1e-3    # metres per z-buffer depth level (the key packs depth above the source)
 KEY_SRC_BITS = 22        # source pixels per splat (4 keyframes of 640x360 < 2^22)
 COVER_STRIDE = 8         # px between the sparse points that rank keyframes for a view (cheap)
 FIELDS = ("rgb", "depth", "c2w", "K", "times")   # the saved state, in this order
 NEAR = 0.05              # metres: points nearer the camera than this are behind the lens
+TURN_METRES = 2.0        # candidate ranking: metres a full 1 - cos(angle) of turning counts as
+                         # (a 30 deg turn weighs like 0.27 m of walking)
 ZOOM_SPLAT = 1.05        # px between neighbouring points above which one-pixel splats leave cracks
 SECONDARY_PENALTY = 0.02 # depth key factor of a magnified point's 3 other pixels (2 % behind)
 
@@ -103,10 +106,10 @@ class ViewStore:
         self.K = torch.cat([self.K[keep], K[None]])
         self.times = torch.cat([self.times[keep], torch.tensor([t], dtype=torch.float64, device=self.device)])
 
-    def erase(self, region) -> int:
-        """Forget keyframe pixels whose 3D point lies in `region` (an edit.Region). Returns how
-        many. Only keyframes whose view frustum meets the region's bounding sphere are tested."""
-        centre, radius = _bounding_sphere(region)
+    def erase(self, region: Region) -> int:
+        """Forget keyframe pixels whose 3D point lies in `region`. Returns how many. Only
+        keyframes whose view frustum meets the region's bounding sphere are tested."""
+        centre, radius = region.bounding_sphere()
         n = 0
         for v in range(len(self)):
             if not self._may_see(v, centre, radius):
@@ -137,7 +140,8 @@ class ViewStore:
         if not ok.numel():
             return []
         c2w = c2w.to(self.c2w)
-        dist = (self.c2w[ok, :3, 3] - c2w[:3, 3]).norm(dim=-1) + 2.0 * (1 - (self.c2w[ok, :3, 2] * c2w[:3, 2]).sum(-1))
+        turn = 1 - (self.c2w[ok, :3, 2] * c2w[:3, 2]).sum(-1)                        # 1 - cos(angle)
+        dist = (self.c2w[ok, :3, 3] - c2w[:3, 3]).norm(dim=-1) + TURN_METRES * turn
         cand = ok[dist.argsort()[:self.candidates]]
         s, H, W = COVER_STRIDE, self.H, self.W
         gh, gw = self._coarse_hw
@@ -280,10 +284,3 @@ def _min3x3(x: Tensor) -> Tensor:
                 out = torch.minimum(out, p[dy:dy + H, dx:dx + W])
     return out
 
-
-def _bounding_sphere(region) -> tuple[Tensor, float]:
-    """(centre (3,), radius) of an edit.Region (a sphere, or a box's circumscribed sphere)."""
-    if region.kind == "sphere":
-        return torch.tensor(region.centre), float(region.radius)
-    lo, hi = torch.tensor(region.lo), torch.tensor(region.hi)
-    return (lo + hi) / 2, float((hi - lo).norm()) / 2

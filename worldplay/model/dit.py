@@ -47,11 +47,11 @@ from worldplay.model.rope import HeadLayout
 from worldplay.model.vae import latent_intrinsics
 
 ADA_INIT_SCALE = 0.1   # random-init adaLN weights are scaled down: modulation starts near identity
+EMBED_INIT_STD = 0.02  # word embeddings, as in GPT-style inits
 # The gate's pull on v is its x0 change over t. Below this t it is damped as t / GATE_T_FLOOR, so
 # a wrong canvas cannot blow up v (or the loss) as t -> 0, where x is nearly x0 anyway and there
 # is nothing left to copy; every sampler step of up to 8 steps (t >= 0.3 at shift 3) copies fully.
 GATE_T_FLOOR = 0.25
-EMBED_INIT_STD = 0.02  # word embeddings, as in GPT-style inits
 
 
 @dataclass

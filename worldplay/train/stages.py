@@ -18,10 +18,10 @@ from worldplay.errors import WorldplayError
 from worldplay.model.dit import DiT, with_canvas_gate
 from worldplay.model.presets import ModelConfig, get_preset
 from worldplay.model.vae import RGBDVAE, load_vae_state
+from worldplay.train.canvas import attach_canvases
 from worldplay.train.causal import CausalConfig, CausalStage
 from worldplay.train.export import export
 from worldplay.train.forcing import ForcingConfig, ForcingStage
-from worldplay.train.canvas import attach_canvases
 from worldplay.train.latents import build_cache, calibrate_on
 from worldplay.train.loop import LoopConfig, train
 from worldplay.train.run import Schedule
@@ -31,11 +31,16 @@ from worldplay.train.weights import save_vae, weights_from
 DEFAULT_LR = {"vae": 1e-3, "causal": 3e-4, "forcing": 1e-4}
 
 
+def use_bf16(args, device: str) -> bool:
+    """bf16 autocast: asked for with --bf16, always on CUDA."""
+    return args.bf16 or str(device).startswith("cuda")
+
+
 def loop_config(stage: str, args) -> LoopConfig:
     lr = args.lr if args.lr is not None else DEFAULT_LR[stage]
     return LoopConfig(minutes=args.minutes, steps=args.steps, resume=args.resume, seed=args.seed,
                       sample_minutes=args.sample_minutes, progress=not args.no_progress,
-                      fsdp=args.fsdp, bf16=args.bf16 or args.device.startswith("cuda"),
+                      fsdp=args.fsdp, bf16=use_bf16(args, args.device),
                       schedule=replace(Schedule(), lr=lr))
 
 
@@ -108,7 +113,7 @@ def build_stage(stage: str, cfg: ModelConfig, args, device: str) -> CausalStage:
         attach_canvases(cache / "train", clips, vae, cfg, progress=not args.no_progress)
         attach_canvases(cache / "val", val, vae, cfg, progress=not args.no_progress)
     save_vae(vae, Path(args.out or f"runs/{stage}"), vae_src)   # the DiT's latent space travels with its run
-    bf16 = args.bf16 or device.startswith("cuda")
+    bf16 = use_bf16(args, device)
     if stage == "forcing":
         return ForcingStage(dit, vae, cfg, clips, val, fc, device, bf16)
     return CausalStage(dit, vae, cfg, clips, val, sc, device, bf16)
