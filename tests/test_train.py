@@ -144,6 +144,22 @@ def test_a_batch_is_the_mean_of_its_rows(tmp_path, one_thread):
     assert both == pytest.approx(sum(rows) / 2, rel=1e-4)
 
 
+def test_moving_objects_weigh_more_in_the_loss(tmp_path, one_thread):
+    """A token that shows a moving object weighs 1 + moving_weight on each of its latent cells."""
+    stage = causal_stage(tmp_path / "lat", replace(CAUSAL, moving_weight=16.0))
+    ex, _ = stage.example(0)
+    T, p = (stage.c.context_chunks + 1) * stage.Fc, stage.cfg.dit.patch
+    ex.clip.dynamic.zero_()
+    idx0 = (ex.chunk - stage.c.context_chunks) * stage.Fc
+    ex.clip.dynamic[idx0 + T - 1, 1, 2] = 0.25                             # part of one token, last frame
+    cw = stage.cell_weights(ex)                                            # (1, T, h, w)
+    assert cw.shape[:2] == (1, T) and cw.shape[2:] == ex.clip.z.shape[2:]
+    hot = torch.zeros_like(cw, dtype=torch.bool)
+    hot[0, T - 1, p:2 * p, 2 * p:3 * p] = True
+    assert torch.all(cw[hot] == 17.0) and torch.all(cw[~hot] == 1)
+    assert torch.equal(stage.moving_cells(ex), hot[0])
+
+
 def test_cached_latents_reach_the_dit_normalised_whatever_wrote_them(tmp_path):
     """A cache written by an uncalibrated VAE (raw latents; older files had no statistics at all)
     is read by the calibrated VAE as unit-scale latents, not raw ones."""
@@ -170,3 +186,22 @@ def test_cached_latents_reach_the_dit_normalised_whatever_wrote_them(tmp_path):
     for p in (path, old):
         z = load_clip(p, vae, vid).z.float()
         assert z.mean().abs() < 0.05 and (z.std(dim=(0, 2, 3)) - 1).abs().max() < 0.05, p.name
+
+
+def test_export_counts_the_shipped_steps_a_run_continued_from(tmp_path):
+    """A run started with --init from shipped weights reports their steps plus its own, so the
+    HUD's step count stays the whole training behind the weights."""
+    from worldplay.checkpoints import TRAINING_KEY, save_checkpoint
+    from worldplay.train.export import _steps
+    shipped = {"dit": {"steps": 100, "minutes": 5.0, "init": "scratch", "runs": ["runs/a"]}}
+    files = save_checkpoint({"dit.w": torch.zeros(2)}, tmp_path / "ship", "m", "tiny", root=tmp_path,
+                            meta={TRAINING_KEY: json.dumps(shipped)})
+    run = tmp_path / "run"
+    run.mkdir()
+    init = str(tmp_path / files[0]["path"])
+    (run / STATE).write_text(json.dumps({"step": 30, "seconds": 120.0, "init": init}))
+    out = _steps(str(run), "dit")
+    assert out["steps"] == 130 and out["minutes"] == 7.0
+    assert out["runs"] == ["runs/a", str(run)] and out["init"] == "scratch"
+    (run / STATE).write_text(json.dumps({"step": 30, "seconds": 120.0, "init": "scratch"}))
+    assert _steps(str(run), "dit")["steps"] == 30

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from worldplay.checkpoints import ROOT, TRAINING_KEY, registry_entry, save_checkpoint
+from worldplay.checkpoints import ROOT, TRAINING_KEY, load_checkpoint, registry_entry, save_checkpoint
 from worldplay.errors import WorldplayError
 from worldplay.train.weights import run_state, weights_from
 
@@ -24,13 +24,24 @@ def _steps(run: str, part: str) -> dict:
         return {"from": run}
     st = json.loads(p.read_text())
     out = {"steps": st["step"], "minutes": round(st["seconds"] / 60, 1), "init": st.get("init", "")}
-    parent = Path(out["init"]) if out["init"] not in ("", "scratch") else None
-    if parent is not None and parent.is_dir() and parent.resolve() != Path(run).resolve():
-        before = _steps(str(parent), part)
-        if "steps" in before:
-            out = {"steps": before["steps"] + out["steps"], "minutes": round(before["minutes"] + out["minutes"], 1),
-                   "init": before["init"], "runs": [*before.get("runs", [str(parent)]), run]}
+    init = out["init"]
+    if init in ("", "scratch") or Path(init).resolve() == Path(run).resolve():
+        return out
+    before = _steps(init, part) if Path(init).is_dir() else _shipped(init, part)
+    if "steps" in before:
+        out = {"steps": before["steps"] + out["steps"], "minutes": round(before["minutes"] + out["minutes"], 1),
+               "init": before.get("init", init), "runs": [*before.get("runs", [init]), run]}
     return out
+
+
+def _shipped(model: str, part: str) -> dict:
+    """What a registry model or checkpoint file says of a part's training (its shards' metadata):
+    a run that continued from the shipped weights (`--init mosaic-tiny`) adds to their steps."""
+    try:
+        _, _, info = load_checkpoint(model)
+    except WorldplayError:
+        return {}
+    return dict((info.training or {}).get(part, {}))
 
 
 def export(args) -> None:

@@ -107,9 +107,11 @@ class ForcingStage(CausalStage):
         xt = add_noise(x0, eps, t)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             v = self.module.forward_full(xt, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
-        loss = ((v.float() - (eps - x0))[:, -Fc:] ** 2).mean()
+        sq = ((v.float() - (eps - x0))[:, -Fc:] ** 2).mean(dim=2)                 # (1, F, h, w)
+        cw = self.cell_weights(ex)[:, -Fc:].to(self.device)                        # (1, F, h, w)
+        loss = (sq * cw).sum() / cw.sum()          # moving objects weighted up, as in the causal stage
         self._advance(ro, ex, g)
-        return {"loss": loss, "target_mse": loss.detach()}
+        return {"loss": loss, "target_mse": sq.mean().detach()}
 
     @torch.no_grad()
     def _advance(self, ro: Rollout, ex: Example, g: torch.Generator) -> None:
