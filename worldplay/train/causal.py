@@ -207,9 +207,7 @@ class CausalStage:
         xt = add_noise(x0, eps, t)                                                  # (B, T, C, h, w)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             v = self.module.forward_full(xt, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
-        sq = ((v.float() - (eps - x0)) ** 2).mean(dim=2)                          # (B, T, h, w)
-        cw = torch.cat(cells).to(self.device)                                      # (B, T, h, w)
-        err = (sq * cw).sum(dim=(2, 3)) / cw.sum(dim=(2, 3))                      # (B, T)
+        err, sq = frame_errors(v, eps - x0, torch.cat(cells).to(self.device))      # (B, T), (B, T, h, w)
         loss = ((err * w).sum(1) / w.sum(1).clamp_min(1.0)).mean()              # every clip counts the same
         Fc = self.Fc
         return {"loss": loss, "target_mse": sq[:, -Fc:].mean()}
@@ -295,6 +293,13 @@ class CausalStage:
                                     for m in ("full", "off")]:
                 rows.append([downscale(im, 4) for im in tensor_to_uint8(self.vae.decode(latents)[0].cpu())])
         write_png(path, tile(rows))
+
+
+def frame_errors(v: Tensor, target: Tensor, cells: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-frame velocity MSE (B, T), its latent cells weighted by `cells` (B, T, h, w), and the
+    unweighted squared error per cell (B, T, h, w); v and target are (B, T, C, h, w)."""
+    sq = ((v.float() - target) ** 2).mean(dim=2)                                  # (B, T, h, w)
+    return (sq * cells).sum(dim=(2, 3)) / cells.sum(dim=(2, 3)), sq
 
 
 def collate(parts: list[tuple], empty_memory) -> tuple:

@@ -32,7 +32,7 @@ from worldplay.model.presets import ModelConfig
 from worldplay.model.vae import RGBDVAE
 from worldplay.stream.sampler import FlowSchedule, add_noise
 from worldplay.stream.streamer import memory_config_for
-from worldplay.train.causal import MODES, CausalConfig, CausalStage, Example, keyed_rng
+from worldplay.train.causal import MODES, CausalConfig, CausalStage, Example, frame_errors, keyed_rng
 from worldplay.train.latents import Clip, insert_frame
 
 STEP_JITTER = 0.05   # t is drawn within this of one of the schedule's timesteps
@@ -107,9 +107,8 @@ class ForcingStage(CausalStage):
         xt = add_noise(x0, eps, t)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             v = self.module.forward_full(xt, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
-        sq = ((v.float() - (eps - x0))[:, -Fc:] ** 2).mean(dim=2)                 # (1, F, h, w)
-        cw = self.cell_weights(ex)[:, -Fc:].to(self.device)                        # (1, F, h, w)
-        loss = (sq * cw).sum() / cw.sum()          # moving objects weighted up, as in the causal stage
+        err, sq = frame_errors(v[:, -Fc:], (eps - x0)[:, -Fc:], self.cell_weights(ex)[:, -Fc:].to(self.device))
+        loss = err.mean()                                                          # over the target's frames
         self._advance(ro, ex, g)
         return {"loss": loss, "target_mse": sq.mean().detach()}
 
