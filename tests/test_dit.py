@@ -11,6 +11,7 @@ from worldplay.errors import WorldplayError
 from worldplay.model.dit import DiT, MemoryTokens, full_mask
 from worldplay.model.embed import patchify, prompt_ids, token_features, unpatchify
 from worldplay.model.kv_cache import KVCache
+from worldplay.model.prope import ProjCams
 from worldplay.model.vae import RGBDVAE
 from worldplay.stream.flops import dit_pass_flops, vae_decode_flops
 
@@ -286,3 +287,26 @@ def test_canvas_gate_copies_the_canvas_where_memory_is_sure_and_nothing_elsewher
     dit.load_state_dict(grown)
     assert not dit.final.linear.weight[D:].any() and not dit.final.linear.bias[D:].any()
     assert torch.equal(dit.final.linear.weight[:D], old["final.linear.weight"].double())
+
+
+@torch.no_grad()
+def test_padded_rows_with_their_own_frame_indices_match_each_row_alone():
+    """Training batches clips with and without a sink: rows carry their own RoPE frame indices
+    (B, T), and a shorter clip's padding chunk in front is invisible to its real frames."""
+    s = setup(chunks=3, memory=False)
+    dit, Fc = s["dit"], MICRO.dit.chunk_frames
+    cams = dit.cameras(s["c2w"], s["K"])
+    far = torch.cat([torch.arange(-300, -300 + Fc), torch.arange(Fc, 3 * Fc)])   # a sink far back, then frames
+    near = torch.arange(3 * Fc) - Fc                                            # padding chunk, then 0, 1, ...
+    x2, t2, canvas2 = (torch.cat([s[k], s[k]]) for k in ("x", "t", "canvas"))
+    valid = torch.ones(2, 3 * Fc, dtype=torch.bool)
+    valid[1, :Fc] = False
+    both = dit.forward_full(x2, t2, ProjCams.cat([cams, cams], 0), s["prompt"].expand(2, -1),
+                            frame_idx=torch.stack([far, near]), canvas=canvas2, frame_valid=valid)
+    alone = dit.forward_full(s["x"], s["t"], cams, s["prompt"], frame_idx=far, canvas=s["canvas"])
+    assert (both[0] - alone[0]).abs().max() < F64_TOL
+    short = dit.forward_full(s["x"][:, Fc:], s["t"][:, Fc:], cams[:, Fc:], s["prompt"], frame_idx=near[Fc:],
+                             canvas=s["canvas"][:, Fc:])
+    assert (both[1, Fc:] - short[0]).abs().max() < F64_TOL
+    moved = dit.forward_full(s["x"], s["t"], cams, s["prompt"], frame_idx=near, canvas=s["canvas"])
+    assert (moved[0, Fc:] - short[0]).abs().max() > 1e-3      # without the padding mask it would differ

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from micro_model import MICRO
 from train_micro import CAUSAL, VAE_MICRO, causal_stage, forcing_stage, vae_stage
 
 from worldplay.errors import WorldplayError
@@ -117,7 +118,6 @@ def test_fsdp_sharded_run_trains_and_saves_whole_weights(tmp_path):
     """--fsdp: the DiT sharded over 2 gloo ranks trains, both ranks gather the same weights,
     and rank 0's checkpoint holds them whole (a plain DiT loads its EMA)."""
     _torchrun("fsdp_worker.py", tmp_path, 29518)
-    from micro_model import MICRO
     from safetensors.torch import load_file
 
     from worldplay.model.dit import DiT
@@ -148,10 +148,10 @@ def test_moving_objects_weigh_more_in_the_loss(tmp_path, one_thread):
     """A token that shows a moving object weighs 1 + moving_weight on each of its latent cells."""
     stage = causal_stage(tmp_path / "lat", replace(CAUSAL, moving_weight=16.0))
     ex, _ = stage.example(0)
-    T, p = (stage.c.context_chunks + 1) * stage.Fc, stage.cfg.dit.patch
+    idx, p = stage.frames(ex)[0], stage.cfg.dit.patch                     # [sink | context | target]
+    T = len(idx)
     ex.clip.dynamic.zero_()
-    idx0 = (ex.chunk - stage.c.context_chunks) * stage.Fc
-    ex.clip.dynamic[idx0 + T - 1, 1, 2] = 0.25                             # part of one token, last frame
+    ex.clip.dynamic[idx[-1], 1, 2] = 0.25                                  # part of one token, last frame
     cw = stage.cell_weights(ex)                                            # (1, T, h, w)
     assert cw.shape[:2] == (1, T) and cw.shape[2:] == ex.clip.z.shape[2:]
     hot = torch.zeros_like(cw, dtype=torch.bool)
@@ -205,3 +205,28 @@ def test_export_counts_the_shipped_steps_a_run_continued_from(tmp_path):
     assert out["runs"] == ["runs/a", str(run)] and out["init"] == "scratch"
     (run / STATE).write_text(json.dumps({"step": 30, "seconds": 120.0, "init": "scratch"}))
     assert _steps(str(run), "dit")["steps"] == 30
+
+
+def test_clips_carry_the_streamers_sink_at_every_distance(tmp_path, one_thread):
+    """With a sink, a clip that does not start at frame 0 gets the trajectory's first chunk in
+    front (no memory, as the streamer's first chunk had none), at its true RoPE distance or
+    further back; a clip that starts at frame 0 has its sink already."""
+    stage = causal_stage(tmp_path / "lat", replace(CAUSAL, targets_per_episode=8, sink_far=500))
+    S, Fc, ctx = MICRO.dit.sink_frames, stage.Fc, stage.c.context_chunks
+    seen = {"none": 0, "true": 0, "far": 0}
+    for k in range(24):
+        ex, ep = stage.example(k)
+        a = (ex.chunk - ctx) * Fc
+        idx, rel, s = stage.frames(ex)
+        x0, _, frame_idx, _, _, mems = stage.inputs(ex, ep.memory)
+        assert x0.shape[1] == len(idx) == s + (ctx + 1) * Fc and torch.equal(frame_idx, rel)
+        if ex.sink_at is None:
+            assert a == 0 and s == 0
+            seen["none"] += 1
+            continue
+        assert s == S and torch.equal(idx[:S], torch.arange(S)) and mems[:S // Fc] == [None] * (S // Fc)
+        assert torch.equal(x0[0, :S], ex.clip.z[:S].float())
+        assert torch.equal(rel[S:], torch.arange((ctx + 1) * Fc))                 # the clip at 0, 1, ...
+        assert -500 <= ex.sink_at <= -a and torch.equal(rel[:S], ex.sink_at + torch.arange(S))
+        seen["true" if ex.sink_at == -a else "far"] += 1
+    assert min(seen.values()) > 0, seen

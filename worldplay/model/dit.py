@@ -186,11 +186,13 @@ class DiT(nn.Module):
     def forward_full(self, x: Tensor, t: Tensor, cams: ProjCams | None, prompt: Tensor, *,
                      frame_idx: Tensor | None = None, canvas: Tensor | None = None,
                      memory: list[MemoryTokens | None] | None = None,
-                     window_chunks: int | None = None, sink_chunks: int | None = None) -> Tensor:
+                     window_chunks: int | None = None, sink_chunks: int | None = None,
+                     frame_valid: Tensor | None = None) -> Tensor:
         """v for a whole sequence. x (B, T, C, h, w), T a multiple of chunk_frames; t (B, T);
-        cams per frame (B, T) or None; prompt (B, L) ids; memory: one entry per chunk.
-        window_chunks None: block-causal over all past chunks; an int: the streamer's sliding
-        mask [sink | last window_chunks chunks | current]."""
+        cams per frame (B, T) or None; prompt (B, L) ids; memory: one entry per chunk;
+        frame_idx (T,) or, per batch row, (B, T); frame_valid (B, T) bool: frames no token may
+        attend to (a batch's padding). window_chunks None: block-causal over all past chunks; an
+        int: the streamer's sliding mask [sink | last window_chunks chunks | current]."""
         B, T = x.shape[:2]
         Fc = self.dcfg.chunk_frames
         if T % Fc:
@@ -198,12 +200,16 @@ class DiT(nn.Module):
         frame_idx = torch.arange(T, device=x.device) if frame_idx is None else frame_idx
         cond = self.condition(prompt)
         groups, conds = [self._embed_frames(x, canvas)], [self._frame_cond(t, cond)]
-        pos = [self.frame_positions(frame_idx).expand(B, -1, -1)]                 # (B, T*tpf, 3)
+        if frame_idx.dim() == 1:
+            pos = [self.frame_positions(frame_idx).expand(B, -1, -1)]             # (B, T*tpf, 3)
+        else:
+            pos = [torch.stack([self.frame_positions(f) for f in frame_idx])]     # (B, T*tpf, 3)
         fcams = self._frame_cams(cams)
         cam_parts = [fcams] if fcams is not None else []
         chunk_of = [torch.arange(T * self.tpf, device=x.device) // (Fc * self.tpf)]
         is_mem = [torch.zeros(T * self.tpf, dtype=torch.bool, device=x.device)]
-        valid = [torch.ones(B, T * self.tpf, dtype=torch.bool, device=x.device)]
+        valid = [torch.ones(B, T * self.tpf, dtype=torch.bool, device=x.device) if frame_valid is None
+                 else frame_valid.to(x.device).repeat_interleave(self.tpf, dim=1)]
         mems = [(c, m) for c, m in enumerate(memory or []) if self._uses_memory(m)]
         if mems:
             mem = _cat_memory([m for _, m in mems])

@@ -76,9 +76,9 @@ class DiTConfig:
     shift: float = 3.0             # timestep shift: spend the few steps near noise, where layout forms
     window_chunks: int = 1         # past clean chunks kept in the rolling KV window: the one before,
                                    # as in training's 2-chunk clips; the memory carries the long range
-    sink_frames: int = 0           # first frames kept in the cache forever (attention sink + anchor);
-                                   # none for tiny: 1.27x faster on a 2-core CPU, for 1.1 dB on revisits
-                                   # (+sink=1 buys it back at 5.6 FPS; README levers); base keeps one
+    sink_frames: int = 4           # first frames kept in the cache forever (attention sink + anchor):
+                                   # a walk's first chunk keeps its look when memory has nothing to
+                                   # show; trained at every distance (train/causal.py)
     memory_tokens: int = 240       # retrieved memory patches per chunk (one frame's worth)
     vocab_size: int = 64           # scene words for the prompt embedding (MosaicWorld's vocabulary)
     prompt_len: int = 8            # words per prompt, padded

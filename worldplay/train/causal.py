@@ -1,7 +1,10 @@
 """Stage 2, `worldplay train causal`: the chunked causal DiT, teacher-forced, with mosaic memory.
 
 One example is a clip of `context_chunks` + 1 chunks of a cached revisit trajectory (latents.py),
-run through `DiT.forward_full` with the streamer's block-causal mask:
+run through `DiT.forward_full` with the streamer's block-causal mask. A model with a sink
+(`sink_frames`) gets the trajectory's first chunk in front, as the streamer keeps it: at its
+true RoPE distance half the time, otherwise anywhere further back up to `sink_far` frames, so a
+sink a minute behind the walk is in distribution although the trajectories last 8 s.
 
   1. memory  -> the trajectory's frames before the clip, lifted into a MosaicMemory with their
                 exact depth the way the streamer inserts its own frames (no motion mask:
@@ -24,7 +27,7 @@ episode = index // episodes), so a resumed run replays exactly.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -56,6 +59,9 @@ class CausalConfig:
     context_noise: float = 0.1       # context chunks' t is drawn in [0, this]...
     context_train_prob: float = 0.5  # ...or, this often, like a target's (and trained): diffusion forcing
     memory_capacity: int = 60_000    # entries per episode memory (a 128-frame walk stores fewer)
+    sink_real_prob: float = 0.5      # with a sink (the DiT's sink_frames): this often at its true distance
+    sink_far: int = 1024             # ...else anywhere up to this many frames back (past a minute's walk),
+                                     # so the sink reads the same however long the streamer has run
     moving_weight: float = 0.0       # extra loss weight of latent cells whose token shows a moving object
                                      # (1.5 % of tokens). 16 for 95 min from the shipped weights moved
                                      # Dynamic only 0.14 -> 0.17 and cost revisit RotErr (0.95 -> 1.43
@@ -78,6 +84,8 @@ class Example:
     clip: Clip
     chunk: int                       # index of the target chunk in the clip
     mode: str
+    sink_at: int | None = None       # RoPE frame of the prepended sink relative to the clip's start
+                                     # (None: no sink, or the clip starts at the trajectory's frame 0)
 
 
 class Episode:
@@ -145,26 +153,47 @@ class CausalStage:
         mode = MODES[int(torch.searchsorted(torch.tensor(c.mode_probs).cumsum(0), torch.tensor(u * sum(c.mode_probs))))]
         ep = self.episodes[slot]
         ep.advance(q, clip, (chunk - c.context_chunks) * self.Fc)
-        return Example(clip, chunk, mode), ep
+        return Example(clip, chunk, mode, self._sink_at(chunk, keyed_rng(q, r, 2))), ep
+
+    def _sink_at(self, chunk: int, g: torch.Generator | None) -> int | None:
+        """Where a clip's sink sits in RoPE time (relative to the clip's first frame): at its true
+        distance, or (generator given, 1 - sink_real_prob of the time) further back. The
+        streamer's sink grows distant over a walk; training sees every distance up to sink_far."""
+        a, S = (chunk - self.c.context_chunks) * self.Fc, self.cfg.dit.sink_frames
+        if not S or a < S:        # no sink, or the clip's own first chunks are the trajectory's
+            return None
+        if g is None or float(torch.rand(1, generator=g)) < self.c.sink_real_prob:
+            return -a
+        return -a - int(torch.randint(max(self.c.sink_far - a, 0) + 1, (1,), generator=g))
+
+    def frames(self, ex: Example) -> tuple[Tensor, Tensor, int]:
+        """The example's frames in the clip (T,), their RoPE frame indices (T,) and how many of
+        them are the sink: [sink | context chunks | target chunk]."""
+        a = (ex.chunk - self.c.context_chunks) * self.Fc
+        idx = torch.arange(a, (ex.chunk + 1) * self.Fc)
+        rel = idx - a                               # RoPE is relative in t: only differences count
+        if ex.sink_at is None:
+            return idx, rel, 0
+        S = self.cfg.dit.sink_frames
+        return torch.cat([torch.arange(S), idx]), torch.cat([ex.sink_at + torch.arange(S), rel]), S
 
     def inputs(self, ex: Example, memory: MosaicMemory, context: Tensor | None = None):
         """Clean latents, cameras, frame indices, prompt, canvas and per-chunk memory of one example.
         `context` (F * context_chunks, C, h, w) replaces the ground-truth context latents (the
         forcing stage passes the model's own frames)."""
         Fc, d = self.Fc, self.cfg.dit
-        a = (ex.chunk - self.c.context_chunks) * Fc
-        idx = torch.arange(a, (ex.chunk + 1) * Fc)
+        idx, rel, S = self.frames(ex)
         x0 = ex.clip.z[idx].float()[None].to(self.device)                         # (1, T, C, h, w)
         if context is not None:
-            x0[0, :-Fc] = context.to(x0)
+            x0[0, S:-Fc] = context.to(x0)
         c2w = ex.clip.c2w[idx].to(self.device)
-        frame_idx = (idx - a).to(self.device)      # RoPE is relative in t: clips of a batch share these
+        frame_idx = rel.to(self.device)
         K = self.K.to(self.device)
         cams = self.module.cameras(c2w[None], K)                                  # (1, T)
         use_tokens = d.use_memory_rope and ex.mode in ("full", "rope")
         use_canvas = d.use_warped_latent and ex.mode in ("full", "latent") and ex.clip.canvas is not None
-        mems: list[MemoryTokens | None] = []
-        for ch in range(idx.numel() // Fc):
+        mems: list[MemoryTokens | None] = [None] * (S // Fc)    # the streamer's first chunks: memory empty
+        for ch in range(S // Fc, idx.numel() // Fc):
             s = slice(ch * Fc, (ch + 1) * Fc)
             m, _ = recall(self.module, memory, c2w[s], K, frame_idx[s], budget=d.memory_tokens, min_age=0.0,
                           use_tokens=use_tokens, vae=None, dtype=torch.float32, cam_dtype=torch.float32, pad=True)
@@ -197,16 +226,19 @@ class CausalStage:
             self.k += 1
             parts.append(self.inputs(ex, ep.memory))
             cells.append(self.cell_weights(ex))
-            first = ex.chunk == self.c.context_chunks          # the clip starts at the session's frame 0
+            # the clip starts at the session's frame 0, or its sink does
+            first = ex.chunk == self.c.context_chunks or ex.sink_at is not None
             times.append(self._times(parts[-1][0].shape[1], first, g))
             noise.append(torch.randn(parts[-1][0].shape, generator=g))
+        parts, times, noise, cells, valid = pad_front(parts, times, noise, cells, self.Fc)
         x0, cams, frame_idx, prompt, canvas, mems = collate(parts, self._empty_memory)
         t = torch.cat([tw[0] for tw in times]).to(self.device)                     # (B, T)
         w = torch.cat([tw[1] for tw in times]).to(self.device)
         eps = torch.cat(noise).to(self.device)                                     # (B, T, C, h, w)
         xt = add_noise(x0, eps, t)                                                  # (B, T, C, h, w)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            v = self.module.forward_full(xt, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems)
+            v = self.module.forward_full(xt, t, cams, prompt, frame_idx=frame_idx, canvas=canvas, memory=mems,
+                                         frame_valid=valid)
         err, sq = frame_errors(v, eps - x0, torch.cat(cells).to(self.device))      # (B, T), (B, T, h, w)
         loss = ((err * w).sum(1) / w.sum(1).clamp_min(1.0)).mean()              # every clip counts the same
         Fc = self.Fc
@@ -216,7 +248,7 @@ class CausalStage:
         """(T, h, w) bool: latent cells of the example's frames whose token shows a moving object
         (clip.dynamic is per token)."""
         p = self.cfg.dit.patch
-        idx = torch.arange((ex.chunk - self.c.context_chunks) * self.Fc, (ex.chunk + 1) * self.Fc)
+        idx = self.frames(ex)[0]
         moving = ex.clip.dynamic[idx] > 0                                          # (T, hp, wp)
         return moving.repeat_interleave(p, dim=1).repeat_interleave(p, dim=2)     # (T, h, w)
 
@@ -238,14 +270,14 @@ class CausalStage:
         """Per validation clip: the chunk holding its first revisit, memory of all before it.
         Built once: neither depends on the weights."""
         if self._val is not None:
-            return [(Example(ex.clip, ex.chunk, ex.mode), mem) for ex, mem in self._val]
+            return [(replace(ex), mem) for ex, mem in self._val]
         out = []
         for j, clip in enumerate(self.val_clips):
             first = clip.revisits[0][0] if clip.revisits else len(clip) // 2
             chunk = max(first // self.Fc, self.c.context_chunks)
             ep = Episode(self.cfg, self.c.memory_capacity, self.K, self.device)
             ep.advance(-1 - j, clip, (chunk - self.c.context_chunks) * self.Fc)
-            out.append((Example(clip, chunk, "full"), ep.memory))
+            out.append((Example(clip, chunk, "full", self._sink_at(chunk, None)), ep.memory))
         self._val = out
         return self._val_examples()
 
@@ -289,7 +321,7 @@ class CausalStage:
         rows = []
         for j, (ex, mem) in enumerate(self._val_examples()[:2]):
             ref = ex.clip.z[ex.chunk * self.Fc:(ex.chunk + 1) * self.Fc].float().to(self.device)
-            for latents in [ref] + [self.generate(module, Example(ex.clip, ex.chunk, m), mem, self.cfg.dit.steps, j)
+            for latents in [ref] + [self.generate(module, replace(ex, mode=m), mem, self.cfg.dit.steps, j)
                                     for m in ("full", "off")]:
                 rows.append([downscale(im, 4) for im in tensor_to_uint8(self.vae.decode(latents)[0].cpu())])
         write_png(path, tile(rows))
@@ -300,6 +332,33 @@ def frame_errors(v: Tensor, target: Tensor, cells: Tensor) -> tuple[Tensor, Tens
     unweighted squared error per cell (B, T, h, w); v and target are (B, T, C, h, w)."""
     sq = ((v.float() - target) ** 2).mean(dim=2)                                  # (B, T, h, w)
     return (sq * cells).sum(dim=(2, 3)) / cells.sum(dim=(2, 3)), sq
+
+
+def pad_front(parts: list[tuple], times: list[tuple[Tensor, Tensor]], noise: list[Tensor], cells: list[Tensor],
+              Fc: int) -> tuple[list, list, list, list, Tensor | None]:
+    """Bring a batch's clips to one length: a clip without a sink (it starts at frame 0) gets
+    empty chunks in front, untrained (weight 0) and hidden from attention (`valid` False).
+    Returns the padded lists and valid (B, T) bool, None when nothing needed padding."""
+    T = max(p[0].shape[1] for p in parts)
+    if all(p[0].shape[1] == T for p in parts):
+        return parts, times, noise, cells, None
+    out_p, out_t, out_n, out_c, valid = [], [], [], [], []
+    for (x0, cams, fi, prompt, canvas, mems), (t, w), eps, cw in zip(parts, times, noise, cells):
+        n = T - x0.shape[1]
+
+        def front(x: Tensor, fill: float = 0.0) -> Tensor:    # (1, T - n, ...) -> (1, T, ...)
+            return torch.cat([x.new_full((x.shape[0], n, *x.shape[2:]), fill), x], 1)
+
+        cams = None if cams is None else ProjCams(*(torch.cat([c[:, :1].expand(-1, n, -1, -1), c], 1)
+                                                    for c in (cams.P, cams.P_inv)))
+        fi = torch.cat([fi[0] - n + torch.arange(n, device=fi.device), fi])
+        canvas = None if canvas is None else front(canvas)
+        out_p.append((front(x0), cams, fi, prompt, canvas, [None] * (n // Fc) + list(mems)))
+        out_t.append((front(t), front(w)))
+        out_n.append(front(eps))
+        out_c.append(front(cw, 1.0))
+        valid.append(torch.arange(T) >= n)
+    return out_p, out_t, out_n, out_c, torch.stack(valid)
 
 
 def collate(parts: list[tuple], empty_memory) -> tuple:
@@ -325,4 +384,5 @@ def collate(parts: list[tuple], empty_memory) -> tuple:
                                                          torch.cat([r.cams.P_inv for r in rows]))
         memory.append(MemoryTokens(torch.cat([r.feats for r in rows]), torch.cat([r.pos for r in rows]), cam,
                                    torch.cat([r.valid for r in rows])))
-    return torch.cat(x0), cams_b, frame_idx[0], torch.cat(prompt), canvas, memory
+    same = all(torch.equal(f, frame_idx[0]) for f in frame_idx)
+    return torch.cat(x0), cams_b, frame_idx[0] if same else torch.stack(frame_idx), torch.cat(prompt), canvas, memory

@@ -96,7 +96,7 @@ class ForcingStage(CausalStage):
         ro = self.rollouts[slot]
         if ro is None or ro.made >= self.f.rollout_chunks or ro.chunk >= len(ro.clip) // self.Fc:
             ro = self.rollouts[slot] = self._start(k)
-        ex = Example(ro.clip, ro.chunk, ro.mode)
+        ex = Example(ro.clip, ro.chunk, ro.mode, self._sink_at(ro.chunk, None))   # the sink at its true distance
         x0, cams, frame_idx, prompt, canvas, mems = self.inputs(ex, ro.memory, ro.context)
         g, Fc = self.generator, self.Fc
         t = torch.zeros(1, x0.shape[1])
