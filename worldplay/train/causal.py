@@ -152,14 +152,18 @@ class CausalStage:
         u = float(torch.rand(1, generator=keyed_rng(q, r, 1)))
         mode = MODES[int(torch.searchsorted(torch.tensor(c.mode_probs).cumsum(0), torch.tensor(u * sum(c.mode_probs))))]
         ep = self.episodes[slot]
-        ep.advance(q, clip, (chunk - c.context_chunks) * self.Fc)
+        ep.advance(q, clip, self.clip_start(chunk))
         return Example(clip, chunk, mode, self._sink_at(chunk, keyed_rng(q, r, 2))), ep
+
+    def clip_start(self, chunk: int) -> int:
+        """First frame of the clip whose target is `chunk` (its context chunks come before)."""
+        return (chunk - self.c.context_chunks) * self.Fc
 
     def _sink_at(self, chunk: int, g: torch.Generator | None) -> int | None:
         """Where a clip's sink sits in RoPE time (relative to the clip's first frame): at its true
         distance, or (generator given, 1 - sink_real_prob of the time) further back. The
         streamer's sink grows distant over a walk; training sees every distance up to sink_far."""
-        a, S = (chunk - self.c.context_chunks) * self.Fc, self.cfg.dit.sink_frames
+        a, S = self.clip_start(chunk), self.cfg.dit.sink_frames
         if not S or a < S:        # no sink, or the clip's own first chunks are the trajectory's
             return None
         if g is None or float(torch.rand(1, generator=g)) < self.c.sink_real_prob:
@@ -169,7 +173,7 @@ class CausalStage:
     def frames(self, ex: Example) -> tuple[Tensor, Tensor, int]:
         """The example's frames in the clip (T,), their RoPE frame indices (T,) and how many of
         them are the sink: [sink | context chunks | target chunk]."""
-        a = (ex.chunk - self.c.context_chunks) * self.Fc
+        a = self.clip_start(ex.chunk)
         idx = torch.arange(a, (ex.chunk + 1) * self.Fc)
         rel = idx - a                               # RoPE is relative in t: only differences count
         if ex.sink_at is None:
@@ -276,7 +280,7 @@ class CausalStage:
             first = clip.revisits[0][0] if clip.revisits else len(clip) // 2
             chunk = max(first // self.Fc, self.c.context_chunks)
             ep = Episode(self.cfg, self.c.memory_capacity, self.K, self.device)
-            ep.advance(-1 - j, clip, (chunk - self.c.context_chunks) * self.Fc)
+            ep.advance(-1 - j, clip, self.clip_start(chunk))
             out.append((Example(clip, chunk, "full", self._sink_at(chunk, None)), ep.memory))
         self._val = out
         return self._val_examples()
