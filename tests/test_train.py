@@ -63,6 +63,18 @@ def test_forcing_trains_on_its_own_rollouts(tmp_path, one_thread):
     assert last < 0.7 * first
 
 
+def test_forcing_episodes_start_anywhere_observing_what_came_before(tmp_path, one_thread):
+    stage = forcing_stage(tmp_path / "lat")
+    Fc, starts = stage.Fc, set()
+    for q in range(12):
+        ro = stage._start(q)
+        starts.add(ro.chunk)
+        assert 1 <= ro.chunk < len(ro.clip) // Fc                                  # a chunk left to generate
+        assert torch.equal(ro.context, ro.clip.z[(ro.chunk - 1) * Fc:ro.chunk * Fc].float())   # observed
+        assert (len(ro.memory) > 0) == (ro.chunk > 1)                             # and all before it in memory
+    assert len(starts) > 2
+
+
 @pytest.mark.parametrize("make", ["vae", "causal"])
 def test_resume_is_exact(tmp_path, make, one_thread):
     build = (lambda: vae_stage()) if make == "vae" else (lambda: causal_stage(tmp_path / "lat"))

@@ -4,8 +4,11 @@ At inference the context in the KV cache and most of the memory are the model's 
 not ground truth, and small errors compound over a minute-long walk. Here each episode walks a
 cached trajectory chunk by chunk the way the streamer does:
 
-  1. start  -> the first `observe_chunks` chunks are ground truth the model observes (TI2V plus
-               context), as a model source observing a real clip does
+  1. start  -> an episode starts at a random chunk of the trajectory (`start_anywhere`): the
+               ground truth before it is observed (the chunk before it is the context, every
+               earlier frame is in memory), as eval's model sources observe a walk up to its
+               first revisit and the streamer's own frames then fill a long walk's memory.
+               Without it, the first `observe_chunks` chunks are observed (TI2V plus context)
   2. loss   -> the next chunk at the commanded poses, flow matching against the renderer's exact
                latents (the world is the teacher: no teacher network), with the model's OWN
                previous chunk as context and its own frames in the memory; t is drawn around
@@ -43,6 +46,8 @@ class ForcingConfig:
     steps: int = 2                  # sampler steps of rollouts and of the trained timesteps (CPU real time)
     observe_chunks: int = 1         # ground-truth chunks an episode starts from
     rollout_chunks: int = 6         # own chunks per episode before a fresh start
+    start_anywhere: bool = True     # episodes start at a random chunk, observing the ground truth
+                                    # before it: revisits then come from memory, as in eval and long walks
     causal: CausalConfig = field(default_factory=lambda: CausalConfig(episodes=2))
 
 
@@ -79,6 +84,8 @@ class ForcingStage(CausalStage):
         mode = MODES[int(torch.multinomial(probs, 1, generator=g))]
         memory = MosaicMemory(memory_config_for(self.cfg, capacity=self.c.memory_capacity), self.device)
         n = self.f.observe_chunks
+        if self.f.start_anywhere:            # any chunk with at least one left to generate
+            n = int(torch.randint(n, max(len(clip) // self.Fc, n + 1), (1,), generator=g))
         for f in range((n - 1) * self.Fc):   # observed chunks before the context go to memory
             insert_frame(memory, clip, f, self.K, self.cfg.dit.patch)
         ctx = clip.z[(n - 1) * self.Fc:n * self.Fc].float()
