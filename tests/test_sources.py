@@ -224,9 +224,9 @@ def test_a_minimal_source_plays_records_and_evaluates(plain, tmp_path, capsys):
 def test_fast_shorthand_expands_and_typed_settings_win():
     assert parse_spec("model@full+fast").options == {"fast": None}
     fast = source_spec("model+fast").options
-    assert fast == {"steps": 2, "window": 1, "sink": 0}
+    assert fast == {"steps": 2, "window": 1, "sink": 1}
     assert source_spec("model+steps=4+fast").options["steps"] == 4       # typed wins, in any order
-    assert source_spec("model+fast+dtype=fp32").options == {"steps": 2, "window": 1, "sink": 0,
+    assert source_spec("model+fast+dtype=fp32").options == {"steps": 2, "window": 1, "sink": 1,
                                                            "dtype": torch.float32}
 
 

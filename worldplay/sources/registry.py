@@ -161,7 +161,7 @@ def client_spec(spec: SourceSpec, device: str) -> tuple[SourceSpec, str | None]:
             or resolve_device(device).type != "cpu"):
         return spec, None
     fast = source_spec(replace(spec, text=f"{spec.text}+{FAST}", options={FAST: None}))
-    about = ", ".join(f"{k} {v}" for k, v in kind.shorthands[FAST].items())   # "steps 2, window 1, sink 0"
+    about = ", ".join(f"{k} {v}" for k, v in kind.shorthands[FAST].items())   # "steps 2, window 1, sink 1"
     return fast, (f"CPU: running {fast.text} ({about}) for real time; "
                   f"--source {spec.text}+steps=N sets the model yourself")
 
