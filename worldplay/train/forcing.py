@@ -86,9 +86,10 @@ class ForcingStage(CausalStage):
         n = self.f.observe_chunks
         if self.f.start_anywhere:            # any chunk with at least one left to generate
             n = int(torch.randint(n, max(len(clip) // self.Fc, n + 1), (1,), generator=g))
-        for f in range((n - 1) * self.Fc):   # observed chunks before the context go to memory
+        a = self.clip_start(n)               # the context chunk's first frame
+        for f in range(a):                   # observed frames before the context go to memory
             insert_frame(memory, clip, f, self.K, self.cfg.dit.patch)
-        ctx = clip.z[(n - 1) * self.Fc:n * self.Fc].float()
+        ctx = clip.z[a:n * self.Fc].float()
         return Rollout(clip, n, ctx, mode, memory)
 
     def _t(self, g: torch.Generator) -> float:
